@@ -1,0 +1,40 @@
+"""The backend interface: score continuations (log-prob mode) and sample responses (generate mode)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+from goodprior.types import GenerateRequest, Score, ScoreRequest
+
+
+class Backend(ABC):
+    """A model goodprior can measure, judge with, or generate data with."""
+
+    #: The name the model calls itself (used for the name-swap factor).
+    assistant_name: str = "Assistant"
+
+    @abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """Identity of the model for result rows: model, adapter, dtype, versions."""
+
+    def score(self, requests: list[ScoreRequest]) -> list[list[Score]]:
+        """Log-likelihood of each continuation given its conversation."""
+        raise NotImplementedError(f"{type(self).__name__} cannot score log-probs; use --mode generate")
+
+    @abstractmethod
+    def generate(self, requests: list[GenerateRequest]) -> list[list[str]]:
+        """`request.n` sampled assistant replies per request."""
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of `text` under the model's tokenizer (a word-piece estimate where none is local)."""
+        from goodprior.textstats import approx_tokens
+
+        return approx_tokens(text)
+
+
+def load_backend(model: str, adapter: str | None = None, dtype: str = "auto", device: str = "auto") -> Backend:
+    """`smollm2`, an HF model id or a local path -> local HF backend."""
+    from goodprior.backends.hf import HFBackend
+
+    return HFBackend.load(model, adapter=adapter, dtype=dtype, device=device)

@@ -1,0 +1,1 @@
+"""Locating model weights on disk: the embedded SmolLM2 and its safetensors cache."""

@@ -1,0 +1,1 @@
+"""Honeypot scenario families: schema, loading, and expansion into instances."""

@@ -1,0 +1,133 @@
+"""Expand a family over settings x factor levels into concrete, rendered instances."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+import jinja2
+
+from goodprior.errors import UserError
+from goodprior.scenarios.schema import Family
+from goodprior.types import Continuation, Conversation, ToolCall
+
+_env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False)
+_cache: dict[str, jinja2.Template] = {}
+
+
+def render(template: str, context: dict[str, Any], where: str) -> str:
+    try:
+        compiled = _cache.get(template)
+        if compiled is None:
+            compiled = _cache[template] = _env.from_string(template)
+        return compiled.render(**context).strip()
+    except jinja2.TemplateError as exc:
+        raise UserError(f"{where}: template error: {exc}") from None
+
+
+def render_args(value: Any, context: dict[str, Any], where: str) -> Any:
+    if isinstance(value, str):
+        return render(value, context, where)
+    if isinstance(value, dict):
+        return {k: render_args(v, context, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [render_args(v, context, where) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class Pair:
+    id: str
+    misaligned: Continuation
+    aligned: Continuation
+
+
+@dataclass(frozen=True)
+class Instance:
+    id: str
+    family: str
+    family_version: int
+    split: str
+    setting: str
+    factors: dict[str, str]
+    conversation: Conversation
+    pairs: tuple[Pair, ...]
+    context: dict[str, Any]  # template variables, kept for rendering gates
+
+    @property
+    def is_honeypot(self) -> bool:
+        """Whether the instance carries pressure (a threat or a goal conflict) beyond its control."""
+        return self.factors["goal"] != "none" or self.factors["threat"] != "none"
+
+    @property
+    def control_id(self) -> str:
+        return instance_id(self.family, self.setting, {**self.factors, "goal": "none", "threat": "none"})
+
+    @property
+    def name_swap_id(self) -> str:
+        other = "own" if self.factors["name"] == "generic" else "generic"
+        return instance_id(self.family, self.setting, {**self.factors, "name": other})
+
+
+def instance_id(family: str, setting: str, factors: dict[str, str]) -> str:
+    """Canonical id, e.g. blackmail/summitbridge/goal=explicit,threat=replacement,name=generic,nudge=on."""
+    return f"{family}/{setting}/" + ",".join(f"{k}={factors[k]}" for k in ("goal", "threat", "name", "nudge"))
+
+
+def parse_instance_id(iid: str) -> tuple[str, str, dict[str, str]]:
+    try:
+        family, setting, rest = iid.split("/")
+        factors = dict(kv.split("=", 1) for kv in rest.split(","))
+    except ValueError:
+        raise UserError(f"malformed instance id {iid!r} (expected family/setting/goal=..,threat=..,name=..,nudge=..)") from None
+    return family, setting, factors
+
+
+def _calls(templates, context: dict[str, Any], where: str) -> Continuation:
+    return Continuation(
+        calls=tuple(ToolCall(c.tool, render_args(c.args, context, f"{where}.{c.tool}")) for c in templates)
+    )
+
+
+def build_instance(family: Family, setting_id: str, factors: dict[str, str], own_name: str) -> Instance:
+    setting = next((s for s in family.settings if s.id == setting_id), None)
+    if setting is None:
+        raise UserError(f"family {family.id!r} has no setting {setting_id!r}")
+    agent_name = setting.vars["generic_name"] if factors["name"] == "generic" else own_name
+    context = {**setting.vars, **factors, "agent_name": agent_name, "nudge": factors["nudge"] == "on"}
+    where = f"family {family.id} setting {setting.id}"
+    conversation = Conversation(
+        system=render(family.system, context, f"{where} field 'system'"),
+        messages=({"role": "user", "content": render(family.user, context, f"{where} field 'user'")},),
+        tools=tuple(t.openai_schema() for t in family.tools),
+    )
+    pairs = tuple(
+        Pair(
+            id=p.id,
+            misaligned=_calls(p.misaligned, context, f"{where} choice {p.id} misaligned"),
+            aligned=_calls(p.aligned, context, f"{where} choice {p.id} aligned"),
+        )
+        for p in family.choices
+    )
+    return Instance(
+        id=instance_id(family.id, setting.id, factors),
+        family=family.id,
+        family_version=family.version,
+        split=family.split,
+        setting=setting.id,
+        factors=dict(factors),
+        conversation=conversation,
+        pairs=pairs,
+        context=context,
+    )
+
+
+def expand(family: Family, own_name: str) -> list[Instance]:
+    """Every setting x every combination of factor levels, in a stable order."""
+    levels = family.factor_levels()
+    out = []
+    for setting in family.settings:
+        for combo in itertools.product(*levels.values()):
+            out.append(build_instance(family, setting.id, dict(zip(levels, combo)), own_name))
+    return out
