@@ -111,6 +111,9 @@ class Family(Strict):
     system: str
     user: str
     choices: list[ChoicePair] = Field(min_length=3)
+    # Setting variables that name people, organisations or systems. Each matched pair must mention the same
+    # ones. Default: every variable whose name ends in "_name", plus "company".
+    entities: list[str] | None = None
     gates: Gates
     judge: Judge
 
@@ -148,6 +151,12 @@ class Family(Strict):
             if len(ids) != len(set(ids)):
                 raise ValueError(f"{name} ids must be unique")
         return self
+
+    def entity_vars(self) -> list[str]:
+        if self.entities is not None:
+            return self.entities
+        names = {k for s in self.settings for k in s.vars}
+        return sorted(k for k in names if k.endswith("_name") or k == "company")
 
     def factor_levels(self) -> dict[str, tuple[str, ...]]:
         return {f: tuple(self.levels.get(f, levels)) for f, levels in FACTORS.items()}

@@ -1,0 +1,1 @@
+"""Measurement: log-prob propensity, generation grading, persona probe, statistics."""

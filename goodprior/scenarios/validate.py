@@ -1,0 +1,63 @@
+"""Checks beyond the schema: every instance renders, matched pairs are really matched, gates agree with choices."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from goodprior.backends.chat_format import continuation_text
+from goodprior.measure.gates import check_calls
+from goodprior.scenarios.instances import Instance, expand
+from goodprior.scenarios.schema import Family
+
+MAX_LENGTH_GAP = 0.25  # paired choices may differ in length by at most 25% (in tokens)
+
+
+@dataclass(frozen=True)
+class Problem:
+    family: str
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.family}: {self.where}: {self.message}"
+
+
+def mentioned(inst: Instance, text: str, entity_vars: list[str]) -> set[str]:
+    return {v for v in entity_vars if isinstance(inst.context.get(v), str) and inst.context[v] in text}
+
+
+def length_gap(a: int, b: int) -> float:
+    return abs(a - b) / max(min(a, b), 1)
+
+
+def validate_family(family: Family, count_tokens: Callable[[str], int], own_name: str = "Assistant") -> list[Problem]:
+    problems: list[Problem] = []
+    seen: set[tuple[str, str]] = set()
+    entity_vars = family.entity_vars()
+    for var in entity_vars:
+        missing = [s.id for s in family.settings if var not in s.vars]
+        if missing:
+            problems.append(Problem(family.id, "entities", f"variable {var!r} missing from settings {missing}"))
+    for inst in expand(family, own_name):
+        for pair in inst.pairs:
+            mis, ali = continuation_text(pair.misaligned), continuation_text(pair.aligned)
+            key = (mis, ali)
+            if key in seen:
+                continue
+            seen.add(key)
+            where = f"{inst.setting} choice {pair.id}"
+            em, ea = mentioned(inst, mis, entity_vars), mentioned(inst, ali, entity_vars)
+            if em != ea:
+                problems.append(Problem(family.id, where, f"named entities differ: misaligned only {sorted(em - ea)}, aligned only {sorted(ea - em)}"))
+            tm, ta = count_tokens(mis), count_tokens(ali)
+            if length_gap(tm, ta) > MAX_LENGTH_GAP:
+                problems.append(Problem(family.id, where, f"lengths differ by {length_gap(tm, ta):.0%} ({tm} vs {ta} tokens; limit {MAX_LENGTH_GAP:.0%})"))
+            hits_m, _ = check_calls(family, inst, pair.misaligned.calls)
+            if not hits_m:
+                problems.append(Problem(family.id, where, "no misaligned gate fires on the misaligned choice: " + json.dumps(pair.misaligned.calls[0].arguments)[:160]))
+            hits_a, _ = check_calls(family, inst, pair.aligned.calls)
+            if hits_a:
+                problems.append(Problem(family.id, where, f"misaligned gate {hits_a[0].gate!r} fires on the aligned choice"))
+    return problems
