@@ -83,6 +83,117 @@ def scenarios_validate(
     typer.echo(f"ok: {len(lib.families)} families valid (tokens counted with {how})")
 
 
+def _load_backend(model: str, adapter: str | None, dtype: str, device: str, batch_size: int):
+    from goodprior.backends import load_backend
+
+    with console.status(f"loading {model}" + (f" + {adapter}" if adapter else "")):
+        backend = load_backend(model, adapter=adapter, dtype=dtype, device=device)
+    backend.batch_size = batch_size
+    return backend
+
+
+def _show_and_export(folder: Path, db, eval_ids: list[str] | None = None) -> None:
+    from goodprior.export import eval_sections, export_run
+    from goodprior.tables import rich_table
+
+    for ev in db.evals():
+        if eval_ids is None or ev["eval_id"] in eval_ids:
+            for title, header, rows in eval_sections(db, ev):
+                if not title.endswith(": factor"):
+                    console.print(rich_table(title, header, rows))
+    path = export_run(folder, db)
+    console.print(f"wrote {path}, {folder / 'results.jsonl'}, {folder / 'results.sqlite'}")
+
+
+@app.command("eval")
+def eval_cmd(
+    out: Path = typer.Option(..., "--out", help="Run folder (created; an interrupted run resumes there)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="EvalConfig YAML; flags override it."),
+    model: Optional[str] = typer.Option(None, help="smollm2 (embedded), an HF model id, or a local path."),
+    adapter: Optional[str] = typer.Option(None, help="PEFT adapter folder."),
+    mode: Optional[str] = typer.Option(None, help="logprob (default) or generate."),
+    split: Optional[str] = typer.Option(None, help="heldout (default), train or all."),
+    families: Optional[str] = typer.Option(None, help="Comma-separated family ids."),
+    limit: Optional[int] = typer.Option(None, help="At most N pressured instances (+ their controls and twins)."),
+    samples: Optional[int] = typer.Option(None, help="Generate mode: samples per instance."),
+    temperature: Optional[float] = typer.Option(None),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens"),
+    judge: Optional[str] = typer.Option(None, help="Generate mode: judge model (after rule gates)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
+    dtype: Optional[str] = typer.Option(None),
+    device: Optional[str] = typer.Option(None),
+    seed: Optional[int] = typer.Option(None),
+    scenarios: Optional[Path] = ScenariosOpt,
+    name: Optional[str] = typer.Option(None, help="Eval id inside the run database."),
+) -> None:
+    """Evaluate a model on honeypot scenarios; results go to OUT/results.sqlite, results.jsonl, summary.md."""
+    from pydantic import ValidationError
+
+    from goodprior.config import EvalConfig
+    from goodprior.evaluate import run_eval
+    from goodprior.scenarios.library import Library, load_persona
+    from goodprior.store import RunDB
+
+    base = EvalConfig.from_yaml(config).model_dump() if config else {}
+    flags = dict(model=model, adapter=adapter, mode=mode, split=split, limit=limit, samples=samples,
+                 temperature=temperature, max_tokens=max_tokens, judge=judge, batch_size=batch_size, dtype=dtype,
+                 device=device, seed=seed, name=name, scenarios=str(scenarios) if scenarios else None,
+                 families=[f.strip() for f in families.split(",") if f.strip()] if families else None)
+    try:
+        cfg = EvalConfig.model_validate({**base, **{k: v for k, v in flags.items() if v is not None}})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise UserError(f"option --{str(err['loc'][0]).replace('_', '-')}: {err['msg']}") from None
+    library = Library.load(Path(cfg.scenarios) if cfg.scenarios else None)
+    library.select(cfg.split, cfg.families or None)  # fail on unknown families before loading a model
+    backend = _load_backend(cfg.model, cfg.adapter, cfg.dtype, cfg.device, cfg.batch_size)
+    judge_backend = _load_backend(cfg.judge, None, cfg.dtype, cfg.device, cfg.batch_size) if cfg.judge else None
+    db = RunDB(out / "results.sqlite")
+    eval_id = run_eval(db, cfg, backend, library, load_persona(), judge=judge_backend)
+    _show_and_export(out, db, [eval_id])
+
+
+@app.command("grade")
+def grade_cmd(
+    responses: Path = typer.Option(..., "--responses", help="JSONL: one {instance_id, response[, sample]} per line."),
+    out: Path = typer.Option(..., "--out", help="Run folder for the graded results."),
+    scenarios: Optional[Path] = ScenariosOpt,
+    judge: Optional[str] = typer.Option(None, help="Judge model, consulted after the rule gates."),
+    name: Optional[str] = typer.Option(None, help="Eval id (default: grade:<responses file name>)."),
+    own_name: str = typer.Option("Assistant", help="The responding model's own name (for name=own instances)."),
+) -> None:
+    """Grade externally produced responses with the families' rule gates (and optionally a judge)."""
+    from goodprior.grade_file import grade_file, read_responses
+    from goodprior.scenarios.library import Library
+    from goodprior.store import RunDB
+
+    library = Library.load(scenarios)
+    read_responses(responses, library, own_name)  # validate fully before creating anything
+    judge_backend = _load_backend(judge, None, "auto", "auto", 4) if judge else None
+    db = RunDB(out / "results.sqlite")
+    eval_id = grade_file(db, responses, library, name or f"grade:{responses.name}", own_name, judge_backend)
+    _show_and_export(out, db, [eval_id])
+
+
+@app.command("run")
+def run_cmd(
+    out: Path = typer.Option(Path("runs/default"), "--out", help="Run folder."),
+    limit: Optional[int] = typer.Option(None, help="At most N pressured instances."),
+) -> None:
+    """Evaluate the embedded model on every held-out family (log-prob mode) and print the summary."""
+    from goodprior.config import EvalConfig
+    from goodprior.evaluate import run_eval
+    from goodprior.scenarios.library import Library, load_persona
+    from goodprior.store import RunDB
+
+    cfg = EvalConfig(model="smollm2", split="heldout", mode="logprob", limit=limit, batch_size=4)
+    library = Library.load()
+    backend = _load_backend(cfg.model, None, cfg.dtype, cfg.device, cfg.batch_size)
+    db = RunDB(out / "results.sqlite")
+    eval_id = run_eval(db, cfg, backend, library, load_persona())
+    _show_and_export(out, db, [eval_id])
+
+
 def token_counter(model: str | None):
     """A token-counting function and a description of it."""
     from goodprior.textstats import approx_tokens

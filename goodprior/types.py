@@ -43,6 +43,7 @@ class Continuation:
 
     calls: tuple[ToolCall, ...] = ()
     text: str = ""
+    end_turn: bool = True  # False: score the text as the opening of the reply, without the end-of-turn marker
 
 
 @dataclass(frozen=True)

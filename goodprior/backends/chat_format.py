@@ -71,6 +71,8 @@ class ChatFormat:
     def continuation(self, conv: Conversation, cont: Continuation, prompt: str | None = None) -> str:
         """The text the model would write for `cont`, up to and including its end-of-turn marker."""
         prompt = self.prompt(conv) if prompt is None else prompt
+        if not cont.end_turn:
+            return (" " if not self.has_template else "") + continuation_text(cont)
         if not self.has_template:
             return " " + continuation_text(cont)
         full = self._apply(self._messages(conv) + [self._assistant(cont)], conv, generation_prompt=False)

@@ -128,7 +128,7 @@ class HFBackend(Backend):
             first = self.model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions,
                                use_cache=True, logits_to_keep=1)
         next_logits = first.logits[:, -1, :].float()
-        cache = first.past_key_values
+        cache = first.cache
 
         rows = [(b, c) for b, (_, conts) in enumerate(items) for c in conts]
         owner = torch.tensor([b for b, _ in rows], device=dev)
@@ -176,24 +176,33 @@ class HFBackend(Backend):
     @torch.inference_mode()
     def generate(self, requests: list[GenerateRequest]) -> list[list[str]]:
         out: list[list[str]] = []
-        tok = self.tokenizer
-        tok.padding_side = "left"
-        for i in range(0, len(requests), self.batch_size):
-            batch = requests[i : i + self.batch_size]
-            first = batch[0]
-            prompts = [self.format.prompt(r.conversation) for r in batch]
-            enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-            torch.manual_seed(first.seed)
-            sample = first.temperature > 0
-            with self._ctx():
-                gen = self.model.generate(
-                    **enc, max_new_tokens=first.max_tokens, do_sample=sample,
-                    temperature=first.temperature if sample else None, top_p=None, top_k=None,
-                    num_return_sequences=first.n, pad_token_id=tok.pad_token_id,
-                )
-            texts = tok.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-            out += [texts[j * first.n : (j + 1) * first.n] for j in range(len(batch))]
+        i = 0
+        while i < len(requests):
+            # A batch shares sampling settings: take the run of requests that match the first one.
+            first, j = requests[i], i + 1
+            key = (first.n, first.temperature, first.max_tokens, first.seed)
+            while j < len(requests) and j - i < self.batch_size and (
+                    requests[j].n, requests[j].temperature, requests[j].max_tokens, requests[j].seed) == key:
+                j += 1
+            out += self._generate_batch(requests[i:j])
+            i = j
         return out
+
+    def _generate_batch(self, batch: list[GenerateRequest]) -> list[list[str]]:
+        tok, first = self.tokenizer, batch[0]
+        tok.padding_side = "left"
+        prompts = [self.format.prompt(r.conversation) for r in batch]
+        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        torch.manual_seed(first.seed)
+        sample = first.temperature > 0
+        with self._ctx():
+            gen = self.model.generate(
+                **enc, max_new_tokens=first.max_tokens, do_sample=sample,
+                temperature=first.temperature if sample else None, top_p=None, top_k=None,
+                num_return_sequences=first.n, pad_token_id=tok.pad_token_id,
+            )
+        texts = tok.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+        return [texts[k * first.n : (k + 1) * first.n] for k in range(len(batch))]
 
 
 def _regroup(items: list[tuple[list[int], list[list[int]]]], sums: list[float]) -> list[list[Score]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,7 @@ from goodprior.types import Continuation, Conversation, ToolCall
 
 _env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False)
 _cache: dict[str, jinja2.Template] = {}
+_BLANKS = re.compile(r"\n[ \t]*(?:\n[ \t]*)+\n")
 
 
 def render(template: str, context: dict[str, Any], where: str) -> str:
@@ -21,7 +23,9 @@ def render(template: str, context: dict[str, Any], where: str) -> str:
         compiled = _cache.get(template)
         if compiled is None:
             compiled = _cache[template] = _env.from_string(template)
-        return compiled.render(**context).strip()
+        text = compiled.render(**context)
+        # Factor-dependent blocks leave empty lines behind; keep at most one blank line between paragraphs.
+        return _BLANKS.sub("\n\n", text).strip()
     except jinja2.TemplateError as exc:
         raise UserError(f"{where}: template error: {exc}") from None
 

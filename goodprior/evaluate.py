@@ -1,0 +1,126 @@
+"""Run an evaluation into a run database: plan instances, score or sample them, save each batch atomically."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+import goodprior
+from goodprior.backends.base import Backend
+from goodprior.config import EvalConfig
+from goodprior.measure.grading import combine, gate_grade
+from goodprior.measure.judge import judge_conversation, parse_verdict
+from goodprior.scenarios.instances import Instance
+from goodprior.scenarios.library import Library
+from goodprior.scenarios.schema import PersonaProbe
+from goodprior.store import RunDB
+from goodprior.types import Continuation, GenerateRequest, ScoreRequest
+
+Advance = Callable[[int], None]
+
+
+def plan(library: Library, cfg: EvalConfig, own_name: str) -> list[Instance]:
+    """Selected instances plus, for every pressured one, its control and its name-swapped twin."""
+    everything = library.instances(cfg.split, cfg.families or None, own_name)
+    if cfg.limit is None:
+        return everything
+    by_id = {i.id: i for i in everything}
+    pressured = sorted((i for i in everything if i.is_honeypot),
+                       key=lambda i: hashlib.sha1(f"{cfg.seed}:{i.id}".encode()).hexdigest())[: cfg.limit]
+    wanted = set()
+    for inst in pressured:
+        twin = by_id[inst.name_swap_id]
+        wanted |= {inst.id, inst.control_id, twin.id, twin.control_id}
+    return [i for i in everything if i.id in wanted]
+
+
+def eval_record(cfg: EvalConfig, backend: Backend, library: Library, persona: PersonaProbe) -> dict:
+    return {
+        **cfg.identity(),
+        "backend": backend.describe(),
+        "goodprior": goodprior.__version__,
+        "families": {f.id: f.version for f in library.select(cfg.split, cfg.families or None)},
+        "persona": f"{persona.id}@v{persona.version}",
+    }
+
+
+def start_eval(db: RunDB, cfg: EvalConfig, backend: Backend, library: Library, persona: PersonaProbe) -> str:
+    eval_id = cfg.eval_id()
+    db.register_eval(eval_id, cfg.mode, cfg.model, eval_record(cfg, backend, library, persona),
+                     datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    return eval_id
+
+
+def score_requests(inst: Instance, persona: PersonaProbe) -> ScoreRequest:
+    """Action pairs, then persona pairs (scored as the opening of the reply), all on one shared prompt."""
+    conts = [c for p in inst.pairs for c in (p.misaligned, p.aligned)]
+    conts += [Continuation(text=t, end_turn=False) for p in persona.pairs for t in (p.self_preserving, p.corrigible)]
+    return ScoreRequest(inst.conversation, tuple(conts))
+
+
+def run_logprob(db: RunDB, eval_id: str, backend: Backend, todo: list[Instance], persona: PersonaProbe,
+                batch_size: int, advance: Advance) -> None:
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start : start + batch_size]
+        scores = backend.score([score_requests(i, persona) for i in chunk])
+        rows = []
+        for inst, inst_scores in zip(chunk, scores):
+            labels = [("action", p.id, side) for p in inst.pairs for side in ("misaligned", "aligned")]
+            labels += [("persona", p.id, side) for p in persona.pairs for side in ("self_preserving", "corrigible")]
+            rows += [(eval_id, inst.id, *lab, s.logprob, s.n_tokens) for lab, s in zip(labels, inst_scores)]
+        with db.transaction() as c:
+            c.executemany("INSERT INTO instances VALUES (?,?,?,?,?,?,?,?,?,?)", [db.instance_row(eval_id, i) for i in chunk])
+            c.executemany("INSERT INTO choices VALUES (?,?,?,?,?,?,?)", rows)
+        advance(len(chunk))
+
+
+def run_generate(db: RunDB, eval_id: str, backend: Backend, todo: list[Instance], library: Library,
+                 cfg: EvalConfig, advance: Advance, judge: Backend | None = None) -> None:
+    for start in range(0, len(todo), cfg.batch_size):
+        chunk = todo[start : start + cfg.batch_size]
+        reqs = [GenerateRequest(i.conversation, n=cfg.samples, temperature=cfg.temperature,
+                                max_tokens=cfg.max_tokens, seed=cfg.seed + start) for i in chunk]
+        samples = backend.generate(reqs)
+        rows = grade_samples(library, chunk, samples, judge)
+        with db.transaction() as c:
+            c.executemany("INSERT INTO instances VALUES (?,?,?,?,?,?,?,?,?,?)", [db.instance_row(eval_id, i) for i in chunk])
+            c.executemany("INSERT INTO generations VALUES (?,?,?,?,?,?,?,?,?)", [(eval_id, *r) for r in rows])
+        advance(len(chunk))
+
+
+def grade_samples(library: Library, insts: list[Instance], samples: list[list[str]], judge: Backend | None) -> list[tuple]:
+    """Rows (instance_id, sample, text, calls, outcome, gate_outcome, judge_outcome, detail)."""
+    graded = []
+    for inst, texts in zip(insts, samples):
+        family = library.families[inst.family]
+        for k, text in enumerate(texts):
+            graded.append((inst, family, k, text, *gate_grade(family, inst, text)))
+    verdicts: list[str | None] = [None] * len(graded)
+    if judge is not None:
+        reqs = [GenerateRequest(judge_conversation(fam, inst, text), n=1, temperature=0.0, max_tokens=200)
+                for inst, fam, _, text, *_ in graded]
+        verdicts = [parse_verdict(out[0]) for out in judge.generate(reqs)] if reqs else []
+    return [
+        (inst.id, k, text, calls, combine(gate, verdict), gate, verdict,
+         detail + ("; judge answer unparseable" if verdict == "unparseable" else ""))
+        for (inst, _, k, text, gate, calls, detail), verdict in zip(graded, verdicts)
+    ]
+
+
+def run_eval(db: RunDB, cfg: EvalConfig, backend: Backend, library: Library, persona: PersonaProbe,
+             judge: Backend | None = None, progress: Callable | None = None) -> str:
+    """Evaluate what is not done yet; returns the eval id. Safe to call again after an interruption."""
+    from goodprior.progress import bar
+
+    eval_id = start_eval(db, cfg, backend, library, persona)
+    planned = plan(library, cfg, backend.assistant_name)
+    done = db.done_instances(eval_id)
+    todo = [i for i in planned if i.id not in done]
+    make_bar = progress or bar
+    with make_bar(f"{eval_id} ({cfg.mode})", len(planned), len(planned) - len(todo)) as advance:
+        if cfg.mode == "logprob":
+            run_logprob(db, eval_id, backend, todo, persona, cfg.batch_size, advance)
+        else:
+            run_generate(db, eval_id, backend, todo, library, cfg, advance, judge)
+    return eval_id
