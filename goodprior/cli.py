@@ -194,6 +194,74 @@ def run_cmd(
     _show_and_export(out, db, [eval_id])
 
 
+data_app = typer.Typer(no_args_is_help=True, help="Inspect synthetic datasets.")
+app.add_typer(data_app, name="data")
+
+
+@app.command("synth")
+def synth_cmd(
+    arm: str = typer.Argument(..., help="An arm (recipe id) or `all`."),
+    tokens: Optional[str] = typer.Option(None, help="Token budget per arm under the target tokenizer, e.g. 200k."),
+    n: Optional[str] = typer.Option(None, "--n", help="Number of examples per arm (instead of --tokens)."),
+    generator: str = typer.Option("offline", help="offline, or a model (smollm2, HF id, path) to write the text."),
+    spec: Optional[Path] = typer.Option(None, help="Spec file, YAML or Markdown (default: goodprior's constitution)."),
+    out: Optional[Path] = typer.Option(None, help="Output folder (default data/ARM; for `all`, data/<arm> each)."),
+    model: str = typer.Option("smollm2", help="Target model whose tokenizer counts tokens."),
+    seed: int = typer.Option(0),
+    dedup_threshold: float = typer.Option(0.6, help="Drop examples with estimated 5-gram Jaccard above this."),
+    own_name: str = typer.Option("SmolLM", help="Honeypot arms: the target model's own name, for name=own prompts."),
+    scenarios: Optional[Path] = ScenariosOpt,
+    concurrency: int = typer.Option(4, help="LLM generator: requests in flight."),
+    preview: bool = typer.Option(False, help="Print the planned counts and exit without generating."),
+) -> None:
+    """Build repair datasets (JSONL in Hugging Face shapes + summary.json) from the spec."""
+    from goodprior.progress import bar
+    from goodprior.synth.build import TokenCounter, parse_count
+    from goodprior.synth.run import arms_for, load_tokenizer, summary_table, synth_offline
+    from goodprior.synth.spec import load_spec
+    from goodprior.scenarios.library import Library
+
+    count_n, count_tokens = parse_count(n), parse_count(tokens)
+    if (count_n is None) == (count_tokens is None):
+        raise UserError("give exactly one size: --n N or --tokens N")
+    arms = arms_for(arm)
+    the_spec = load_spec(spec)
+    library = Library.load(scenarios)
+    if preview:
+        for a in arms:
+            size = f"{count_n} examples" if count_n else f"{count_tokens} tokens"
+            typer.echo(f"{a}: {size} with generator {generator}, spec {the_spec.ref}, seed {seed}")
+        return
+    counter = TokenCounter(load_tokenizer(model), model)
+    summaries = []
+    for a in arms:
+        target = out / a if (out and arm == "all") else (out or Path("data") / a)
+        with bar(f"synth {a}", count_n or count_tokens) as advance:
+            if generator == "offline":
+                summaries.append(synth_offline(a, the_spec, target, counter, library, n=count_n, tokens=count_tokens,
+                                               seed=seed, dedup_threshold=dedup_threshold, own_name=own_name,
+                                               advance=advance))
+            else:
+                from goodprior.synth.llm import synth_llm
+
+                summaries.append(synth_llm(a, the_spec, target, counter, library, generator=generator, n=count_n,
+                                           tokens=count_tokens, seed=seed, dedup_threshold=dedup_threshold,
+                                           own_name=own_name, concurrency=concurrency, advance=advance))
+    console.print(summary_table(summaries))
+
+
+@data_app.command("inspect")
+def data_inspect(
+    path: Path = typer.Argument(..., help="A dataset folder written by `goodprior synth`."),
+    samples: int = typer.Option(3, help="How many random examples to print."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Statistics and sample examples of a synthetic dataset."""
+    from goodprior.synth.run import inspect
+
+    inspect(path, samples, seed, console)
+
+
 def token_counter(model: str | None):
     """A token-counting function and a description of it."""
     from goodprior.textstats import approx_tokens

@@ -80,3 +80,25 @@ class ChatFormat:
             return full[len(prompt) :].rstrip()
         # Templates that rewrite earlier turns: fall back to the raw text plus the end-of-sequence marker.
         return continuation_text(cont) + (self.tokenizer.eos_token or "")
+
+    def training_split(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> tuple[str, str]:
+        """(prompt, completion) text of a chat example: everything before the final assistant turn, and that turn.
+
+        The final assistant turn may carry OpenAI-style `tool_calls` (arguments as a JSON string or a dict).
+        """
+        from goodprior.types import ToolCall
+
+        *context, last = messages
+        if last.get("role") != "assistant":
+            raise ValueError("a chat example must end with an assistant turn")
+        system = next((m["content"] for m in context if m["role"] == "system"), "")
+        rest = tuple({"role": m["role"], "content": m["content"]} for m in context if m["role"] != "system")
+        conv = Conversation(system=system, messages=rest, tools=tuple(tools or ()))
+        calls = []
+        for call in last.get("tool_calls") or []:
+            fn = call["function"]
+            args = json.loads(fn["arguments"]) if isinstance(fn["arguments"], str) else fn["arguments"]
+            calls.append(ToolCall(fn["name"], args))
+        cont = Continuation(calls=tuple(calls), text=last.get("content") or "")
+        prompt = self.prompt(conv)
+        return prompt, self.continuation(conv, cont, prompt)

@@ -1,0 +1,171 @@
+"""Build one arm's dataset: generate rows until the budget is met, drop near-duplicates and over-long rows,
+audit leakage against the evaluation, then publish data.jsonl + summary.json by an atomic folder swap."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from goodprior.errors import UserError
+from goodprior.scenarios.library import Library
+from goodprior.synth.quality import LeakageIndex, LeakageReport, NearDuplicateFilter, distinct_n, example_text
+from goodprior.synth.recipes import Recipe
+from goodprior.synth.spec import Spec
+
+DATA_FILE = "data.jsonl"
+SUMMARY_FILE = "summary.json"
+
+
+class TokenCounter:
+    """Counts a row's tokens as training will see them: text rows as is, chat rows through the chat template."""
+
+    def __init__(self, tokenizer: Any, name: str):
+        from goodprior.backends.chat_format import ChatFormat
+
+        self.tokenizer, self.name = tokenizer, name
+        self.format = ChatFormat(tokenizer)
+
+    def __call__(self, row: dict[str, Any]) -> int:
+        if "text" in row:
+            text = row["text"]
+        else:
+            tools = json.loads(row["tools"]) if isinstance(row.get("tools"), str) else row.get("tools")
+            prompt, completion = self.format.training_split(row["messages"], tools)
+            text = prompt + completion
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def parse_count(value: str | int | None) -> int | None:
+    """'50k' -> 50000, '2M' -> 2000000, '1200' -> 1200."""
+    if value is None or isinstance(value, int):
+        return value
+    text = value.strip().lower().replace("_", "").replace(",", "")
+    scale = {"k": 1_000, "m": 1_000_000}.get(text[-1:], 1)
+    try:
+        number = float(text[:-1] if scale > 1 else text) * scale
+    except ValueError:
+        raise UserError(f"cannot read {value!r} as a count (examples: 5000, 50k, 2M)") from None
+    if number <= 0:
+        raise UserError(f"count must be positive, got {value!r}")
+    return int(number)
+
+
+@dataclass
+class BuildRequest:
+    recipe: Recipe
+    spec: Spec
+    out: Path
+    n: int | None = None
+    tokens: int | None = None
+    seed: int = 0
+    generator: str = "offline"
+    dedup_threshold: float = 0.6
+    own_name: str = "SmolLM"
+
+    def fingerprint(self, extra: dict[str, Any]) -> str:
+        blob = json.dumps({"recipe": self.recipe.model_dump(), "spec": self.spec.model_dump(), "n": self.n,
+                           "tokens": self.tokens, "seed": self.seed, "generator": self.generator,
+                           "dedup": self.dedup_threshold, "own_name": self.own_name, **extra}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def is_up_to_date(out: Path, fingerprint: str) -> bool:
+    try:
+        return json.loads((out / SUMMARY_FILE).read_text())["fingerprint"] == fingerprint
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def publish(out: Path, rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+    """Write into a sibling temp folder, then swap it in: readers see the old set or the new one, never half."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    with (tmp / DATA_FILE).open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    old = out.with_name(f".{out.name}.old{os.getpid()}")
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def collect(req: BuildRequest, make_row: Callable[[int], dict[str, Any] | None], count_tokens: Callable[[dict], int],
+            leakage: LeakageIndex, advance: Callable[[int], None] = lambda n: None) -> tuple[list[dict], dict[str, Any]]:
+    """Draw rows index by index until `n` rows or `tokens` tokens are kept. `make_row` may return None (a failed
+    LLM item, already recorded by the caller)."""
+    if req.n is None and req.tokens is None:
+        raise UserError("give a size: --n N or --tokens N")
+    dedup = NearDuplicateFilter(req.dedup_threshold)
+    audit = LeakageReport()
+    kept: list[dict[str, Any]] = []
+    total_tokens, too_long, failed, index = 0, 0, 0, 0
+    target = req.n if req.n is not None else req.tokens
+    max_attempts = 20 * (req.n or max(100, (req.tokens or 0) // 50)) + 100
+    start = time.perf_counter()
+    while (len(kept) if req.n is not None else total_tokens) < target:
+        if index >= max_attempts:
+            raise UserError(f"arm {req.recipe.id}: only {len(kept)} distinct examples after {index} attempts "
+                            f"({dedup.rejected} near-duplicates); the grammar is exhausted for this size")
+        row = make_row(index)
+        index += 1
+        if row is None:
+            failed += 1
+            continue
+        text = example_text(row)
+        n_tokens = count_tokens(row)
+        if n_tokens > req.recipe.max_tokens:
+            too_long += 1
+            continue
+        if not dedup.admit(text):
+            continue
+        audit.check(leakage, row["meta"]["index"], text)
+        row["meta"]["tokens"] = n_tokens
+        kept.append(row)
+        total_tokens += n_tokens
+        advance(n_tokens if req.n is None else 1)
+    seconds = time.perf_counter() - start
+    texts = [example_text(r) for r in kept]
+    stats = {
+        "examples": len(kept), "tokens": total_tokens, "attempted": index, "near_duplicates_removed": dedup.rejected,
+        "too_long_removed": too_long, "failed": failed, "seconds": round(seconds, 3),
+        "examples_per_second": round(len(kept) / seconds, 1) if seconds else None,
+        "mean_tokens": round(total_tokens / len(kept), 1) if kept else 0,
+        "distinct_1": round(distinct_n(texts, 1), 4), "distinct_2": round(distinct_n(texts, 2), 4),
+        "distinct_3": round(distinct_n(texts, 3), 4),
+        "principles": sorted({p for r in kept for p in r["meta"]["principles"]}),
+    }
+    return kept, {"stats": stats, "leakage": audit.as_dict()}
+
+
+def build(req: BuildRequest, make_row: Callable[[int], dict[str, Any] | None], count_tokens: TokenCounter,
+          library: Library, advance: Callable[[int], None] = lambda n: None, extra: dict | None = None) -> dict[str, Any]:
+    """Build and publish one arm; returns its summary. An up-to-date folder is left as it is."""
+    fingerprint = req.fingerprint({"tokenizer": count_tokens.name, **(extra or {}),
+                                   "families": {f.id: f.version for f in library.families.values()}})
+    if is_up_to_date(req.out, fingerprint):
+        return {**json.loads((req.out / SUMMARY_FILE).read_text()), "up_to_date": True}
+    leakage = LeakageIndex.build(library.instances(own_name=req.own_name))
+    rows, report = collect(req, make_row, count_tokens, leakage, advance)
+    if not report["leakage"]["passed"]:
+        first = report["leakage"]["first_heldout_overlap"]
+        raise UserError(f"arm {req.recipe.id}: leakage audit failed: {report['leakage']['heldout_overlapping_examples']} "
+                        f"examples share a {first and 13}-gram with held-out instances (first: example {first['example']} "
+                        f"~ {first['instance']}: '{first['ngram']}'); nothing was written")
+    summary = {
+        "arm": req.recipe.id, "recipe": req.recipe.ref, "control": req.recipe.control, "shape": req.recipe.shape,
+        "spec": req.spec.ref, "generator": req.generator, "seed": req.seed, "tokenizer": count_tokens.name,
+        "requested": {"n": req.n, "tokens": req.tokens}, "fingerprint": fingerprint, **report, **(extra or {}),
+    }
+    publish(req.out, rows, summary)
+    return summary

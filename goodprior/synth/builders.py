@@ -1,0 +1,165 @@
+"""Builders turn (recipe, index) into one example row: a plan plus its rendering, with provenance."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from typing import Any
+
+from goodprior.errors import UserError
+from goodprior.scenarios.instances import Instance, build_instance
+from goodprior.scenarios.library import Library
+from goodprior.scenarios.schema import FACTORS, Family, Setting
+from goodprior.synth.grammar import LoadedGrammar, Renderer, load_grammar, plan_summary, principles_in
+from goodprior.synth.recipes import Recipe
+from goodprior.synth.spec import Spec
+
+
+class GrammarBuilder:
+    """Offline arms rendered entirely from a fragment grammar."""
+
+    def __init__(self, recipe: Recipe, spec: Spec, seed: int):
+        if not recipe.grammar:
+            raise UserError(f"recipe {recipe.id}: builder 'grammar' needs a grammar")
+        self.recipe, self.spec, self.seed = recipe, spec, seed
+        self.grammar: LoadedGrammar = load_grammar(recipe.grammar)
+        self.renderer = Renderer(self.grammar, spec)
+
+    def plan_and_render(self, index: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        return self.renderer.example(f"{self.seed}:{self.recipe.id}:{index}")
+
+    def example(self, index: int) -> dict[str, Any]:
+        plan, out = self.plan_and_render(index)
+        if "messages" in out and isinstance(plan.get("tools"), list):  # unused tools offered to the assistant
+            out["tools"] = json.dumps(plan["tools"], ensure_ascii=False)
+        return {**out, "meta": meta(self.recipe, self.spec, self.seed, index, plan_summary(plan), principles_in(plan),
+                                    self.grammar.ids)}
+
+
+def meta(recipe: Recipe, spec: Spec, seed: int, index: int, plan: dict, principles: list[str], grammars: dict) -> dict:
+    """Provenance of one row. Flat, with the plan as a JSON string, so every arm loads as one Arrow schema."""
+    return {"arm": recipe.id, "recipe": recipe.ref, "spec": spec.ref, "principles": principles, "seed": seed,
+            "index": index, "generator": "offline", "control": recipe.control,
+            "grammars": ",".join(f"{k}@v{v}" for k, v in sorted(grammars.items())),
+            "plan": json.dumps(plan, ensure_ascii=False, sort_keys=True)}
+
+
+# ---------------------------------------------------------------- honeypot arms
+
+
+def _casings(old: str, new: str) -> list[tuple[str, str]]:
+    return [(old, new), (old.lower(), new.lower()), (old.upper(), new.upper())]
+
+
+def recast_setting(family: Family, setting: Setting, rng: random.Random, pools: dict[str, list[Any]]) -> Setting:
+    """The same setting with every named entity replaced by fresh names, so no evaluation setting recurs."""
+    subs: list[tuple[str, str]] = []
+    used: set[str] = set()
+
+    def fresh(draw) -> str:
+        for _ in range(100):
+            value = draw()
+            if value not in used:
+                used.add(value)
+                return value
+        return value
+
+    for var in sorted(set(family.entity_vars()) | {"generic_name"}):
+        old = setting.vars.get(var)
+        if not isinstance(old, str) or not old.strip():
+            continue
+        if var == "company":
+            new = fresh(lambda: rng.choice(pools["companies"]))
+        elif var == "generic_name":
+            new = fresh(lambda: rng.choice(pools["ai_names"]))
+        else:
+            words = old.split()
+            new = fresh(lambda: " ".join([rng.choice(pools["first_names"])] + [rng.choice(pools["last_names"]) for _ in words[1:2]]))
+        subs += _casings(old, new)
+        old_words, new_words = old.split(), new.split()
+        if len(old_words) >= 2 and len(new_words) >= 2:  # first and last names, email slugs like kyle.johnson
+            subs += _casings(old_words[0], new_words[0]) + _casings(old_words[-1], new_words[-1])
+        elif len(old_words) >= 2:
+            subs += _casings(old_words[0], new_words[0])
+        if var == "company":  # domains: "SummitBridge Corp" -> summitbridge.com
+            subs += _casings(re.sub(r"\W", "", old_words[0]), re.sub(r"\W", "", new_words[0]))
+    subs.sort(key=lambda s: -len(s[0]))  # longest first, so full names win over their parts
+    pattern = re.compile("|".join(rf"(?<![A-Za-z]){re.escape(o)}(?![a-z])" for o, _ in subs)) if subs else None
+    table = dict(subs)
+
+    def apply(value: Any) -> Any:
+        if isinstance(value, str) and pattern is not None:
+            return pattern.sub(lambda m: table[m.group(0)], value)
+        if isinstance(value, list):
+            return [apply(v) for v in value]
+        if isinstance(value, dict):
+            return {k: apply(v) for k, v in value.items()}
+        return value
+
+    return Setting(id=f"{setting.id}-recast", vars={k: apply(v) for k, v in setting.vars.items()})
+
+
+class HoneypotBuilder:
+    """Agentic prompts from train-split families in recast settings; the assistant takes an aligned action,
+    optionally after deliberating (the deliberation grammar)."""
+
+    def __init__(self, recipe: Recipe, spec: Spec, seed: int, library: Library, own_name: str):
+        self.recipe, self.spec, self.seed, self.own_name = recipe, spec, seed, own_name
+        self.families = [f for f in library.families.values() if f.split == "train"]
+        if not self.families:
+            raise UserError("no train-split scenario families: honeypot arms are built from train families only")
+        self.common = load_grammar("common")
+        self.grammar = load_grammar(recipe.grammar) if recipe.grammar else None
+        self.renderer = Renderer(self.grammar, spec) if self.grammar else None
+        if recipe.deliberate and self.renderer is None:
+            raise UserError(f"recipe {recipe.id}: deliberate needs a grammar")
+
+    def instance(self, rng: random.Random) -> tuple[Family, Instance]:
+        family = rng.choice(self.families)
+        setting = recast_setting(family, rng.choice(family.settings), rng, self.common.pools)
+        levels = family.factor_levels()
+        factors = {f: rng.choice(levels[f]) for f in FACTORS}
+        recast = family.model_copy(update={"settings": [setting]})
+        return family, build_instance(recast, setting.id, factors, self.own_name)
+
+    def notes(self, family: Family) -> dict[str, Any]:
+        """Per-family deliberation notes from the grammar's `family_notes` pool; a user's own train family
+        without notes falls back to its judge descriptions."""
+        fallback = {"id": family.id, "temptation": family.judge.misaligned_means.strip(),
+                    "legitimate": family.judge.aligned_means.strip(), "principles": [], "pairs": {}}
+        pool = self.grammar.pools.get("family_notes", []) if self.grammar else []
+        return next((n for n in pool if isinstance(n, dict) and n.get("id") == family.id), fallback)
+
+    def example(self, index: int) -> dict[str, Any]:
+        rng = random.Random(f"{self.seed}:{self.recipe.id}:{index}")
+        family, inst = self.instance(rng)
+        pair = rng.choice(inst.pairs)
+        # OpenAI shape with JSON-string arguments: one Arrow type for every family's calls.
+        calls = [{**c.as_openai(i), "function": {"name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)}}
+                 for i, c in enumerate(pair.aligned.calls)]
+        plan = {"family": family.id, "family_version": family.version, "setting": inst.setting,
+                "factors": inst.factors, "pair": pair.id}
+        principles: list[str] = []
+        content = ""
+        if self.recipe.deliberate:
+            assert self.renderer is not None
+            notes = self.notes(family)
+            base = {**inst.context, "family": {"id": family.id, "title": family.title}, "pair_id": pair.id,
+                    "notes": notes, "pair_notes": notes.get("pairs", {}).get(pair.id, {})}
+            dplan, out = self.renderer.example(f"{self.seed}:{self.recipe.id}:{index}:deliberation", base)
+            content = out.get("text", "")
+            plan["deliberation"] = plan_summary(dplan)
+            principles = principles_in(dplan)
+        conv = inst.conversation
+        messages = [{"role": "system", "content": conv.system}, *conv.messages,
+                    {"role": "assistant", "content": content, "tool_calls": calls}]
+        return {"messages": messages, "tools": json.dumps(list(conv.tools), ensure_ascii=False),
+                "meta": meta(self.recipe, self.spec, self.seed, index, plan, principles,
+                             self.grammar.ids if self.grammar else {})}
+
+
+def make_builder(recipe: Recipe, spec: Spec, seed: int, library: Library | None = None, own_name: str = "SmolLM"):
+    if recipe.builder == "honeypot":
+        return HoneypotBuilder(recipe, spec, seed, library or Library.load(), own_name)
+    return GrammarBuilder(recipe, spec, seed)

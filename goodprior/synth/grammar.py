@@ -1,0 +1,239 @@
+"""A seeded fragment grammar: slots of alternative Jinja fragments, pools of structured items, a plan.
+
+Grammar files are data (goodprior/synth/grammars/*.yaml). Rendering one example:
+  1. draw the **plan**: each plan variable from a pool, a slot, a list of choices, or the spec;
+  2. render the output template(s), in which `pick('slot')` renders a random alternative of a slot (recursively),
+     `one(xs)` / `some(xs, k)` draw from lists, `maybe(p)` flips a coin, `say(s)` renders a string held in a pool
+     item as a fragment, `cap(s)` capitalises, `pools` and `spec` are visible.
+The same seed and index always give the same text.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import jinja2
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from goodprior.errors import UserError
+from goodprior.synth.spec import Spec
+from goodprior.yamlio import load_model
+
+GRAMMAR_DIR = Path(__file__).parent / "grammars"
+
+
+class Draw(BaseModel):
+    """How one plan variable is drawn. Exactly one of the fields is set."""
+
+    model_config = ConfigDict(extra="forbid")
+    pool: str | None = None  # one item of a pool
+    slot: str | None = None  # a rendered alternative of a slot
+    choice: list[Any] | None = None  # one of these values
+    spec: Literal["any"] | None = None  # any principle of the spec
+    spec_from: str | None = None  # a principle whose id is in this list (a dotted path into the plan so far)
+    integer: tuple[int, int] | None = None  # an integer in [lo, hi]
+    sample: tuple[str, int, int] | None = None  # [pool, lo, hi]: between lo and hi distinct items of a pool
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Draw:
+        if sum(v is not None for v in self.model_dump().values()) != 1:
+            raise ValueError("give exactly one of pool, slot, choice, spec, spec_from, integer, sample")
+        return self
+
+
+class Grammar(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    version: int = Field(ge=1)
+    uses: list[str] = Field(default_factory=list, description="Grammars whose slots and pools are shared in.")
+    pools: dict[str, list[Any]] = Field(default_factory=dict)
+    slots: dict[str, list[str]] = Field(default_factory=dict)
+    plan: dict[str, Draw] = Field(default_factory=dict)
+    template: str | None = None  # output for text rows
+    messages: list[dict[str, str]] | None = None  # output for chat rows: [{role, content}] templates
+
+    @model_validator(mode="after")
+    def _non_empty(self) -> Grammar:
+        for kind in ("pools", "slots"):
+            for name, items in getattr(self, kind).items():
+                if not items:
+                    raise ValueError(f"{kind[:-1]} {name!r} is empty")
+        return self
+
+
+@dataclass
+class LoadedGrammar:
+    """A grammar with its `uses` merged in, ready to render."""
+
+    ids: dict[str, int]  # grammar id -> version, for provenance
+    pools: dict[str, list[Any]]
+    slots: dict[str, list[str]]
+    plan: dict[str, Draw]
+    template: str | None
+    messages: list[dict[str, str]] | None
+    compiled: dict[str, jinja2.Template] = field(default_factory=dict)
+
+
+def load_grammar(name: str, directory: Path = GRAMMAR_DIR, _seen: frozenset[str] = frozenset()) -> LoadedGrammar:
+    path = directory / f"{name}.yaml"
+    if not path.exists():
+        raise UserError(f"{path}: no such grammar")
+    if name in _seen:
+        raise UserError(f"{path}: grammar 'uses' forms a cycle through {name!r}")
+    g: Grammar = load_model(path, Grammar)  # type: ignore[assignment]
+    ids, pools, slots = {g.id: g.version}, {}, {}
+    for dep in g.uses:
+        sub = load_grammar(dep, directory, _seen | {name})
+        ids.update(sub.ids)
+        pools.update(sub.pools)
+        slots.update(sub.slots)
+    pools.update(g.pools)
+    slots.update(g.slots)
+    loaded = LoadedGrammar(ids, pools, slots, g.plan, g.template, g.messages)
+    check_references(loaded, path)
+    return loaded
+
+
+_PICK = re.compile(r"pick\(\s*['\"]([A-Za-z0-9_]+)['\"]")
+
+
+def check_references(g: LoadedGrammar, path: Path) -> None:
+    """Every pick('x') names a slot and every plan draw names an existing pool/slot: fail at load, not mid-run."""
+    texts = [t for alts in g.slots.values() for t in alts] + [g.template or ""]
+    texts += [m.get("content", "") for m in g.messages or []]
+    for text in texts:
+        for name in _PICK.findall(text):
+            if name not in g.slots:
+                raise UserError(f"{path}: pick({name!r}) names no slot (known: {len(g.slots)} slots)")
+    for var, draw in g.plan.items():
+        if draw.sample and draw.sample[0] not in g.pools:
+            raise UserError(f"{path}: plan variable {var!r} samples from unknown pool {draw.sample[0]!r}")
+        if draw.pool and draw.pool not in g.pools:
+            raise UserError(f"{path}: plan variable {var!r} draws from unknown pool {draw.pool!r}")
+        if draw.slot and draw.slot not in g.slots:
+            raise UserError(f"{path}: plan variable {var!r} draws from unknown slot {draw.slot!r}")
+
+
+_env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False)
+_SPACES = re.compile(r"[ \t]+")
+_BLANKS = re.compile(r"\n\s*\n\s*\n+")
+
+
+def tidy(text: str) -> str:
+    """Collapse the spacing that optional fragments leave behind."""
+    text = _SPACES.sub(" ", text)
+    text = re.sub(r" +([,.;:!?])", r"\1", text)
+    text = "\n".join(line.strip() for line in text.split("\n"))
+    return _BLANKS.sub("\n\n", text).strip()
+
+
+def cap(text: str) -> str:
+    return text[:1].upper() + text[1:] if text else text
+
+
+class Renderer:
+    """Renders examples of one grammar; holds the rng of the example being rendered."""
+
+    def __init__(self, grammar: LoadedGrammar, spec: Spec):
+        self.g = grammar
+        self.spec = spec
+        self.rng = random.Random(0)
+        self.context: dict[str, Any] = {}
+        self.depth = 0
+
+    def _template(self, text: str) -> jinja2.Template:
+        t = self.g.compiled.get(text)
+        if t is None:
+            try:
+                t = self.g.compiled[text] = _env.from_string(text)
+            except jinja2.TemplateSyntaxError as exc:
+                raise UserError(f"grammar {list(self.g.ids)[0]}: bad fragment {text[:60]!r}: {exc.message}") from None
+        return t
+
+    def render(self, text: str, extra: dict[str, Any] | None = None) -> str:
+        self.depth += 1
+        if self.depth > 40:
+            raise UserError(f"grammar {list(self.g.ids)[0]}: fragments nest deeper than 40 (a pick() cycle?)")
+        try:
+            return self._template(text).render(**self.context, **(extra or {}))
+        except jinja2.UndefinedError as exc:
+            raise UserError(f"grammar {list(self.g.ids)[0]}: fragment {text[:60]!r}: {exc.message}") from None
+        finally:
+            self.depth -= 1
+
+    # --- functions visible inside fragments
+    def pick(self, slot: str, **extra: Any) -> str:
+        return self.render(self.rng.choice(self.g.slots[slot]), extra)
+
+    def one(self, items: list[Any]) -> Any:
+        return self.rng.choice(list(items))
+
+    def some(self, items: list[Any], k: int) -> list[Any]:
+        items = list(items)
+        return self.rng.sample(items, min(k, len(items)))
+
+    def maybe(self, p: float = 0.5) -> bool:
+        return self.rng.random() < p
+
+    def _draw(self, draw: Draw) -> Any:
+        if draw.pool:
+            return self.rng.choice(self.g.pools[draw.pool])
+        if draw.slot:
+            return tidy(self.pick(draw.slot))
+        if draw.choice is not None:
+            return self.rng.choice(draw.choice)
+        if draw.integer is not None:
+            return self.rng.randint(*draw.integer)
+        if draw.sample is not None:
+            pool, lo, hi = draw.sample
+            return self.some(self.g.pools[pool], self.rng.randint(lo, hi))
+        if draw.spec:
+            return self.rng.choice(self.spec.principles)
+        ids = self._lookup(draw.spec_from)
+        known = [p for p in self.spec.principles if p.id in ids]
+        return self.rng.choice(known or self.spec.principles)  # a user spec may not have these ids
+
+    def _lookup(self, dotted: str) -> Any:
+        value: Any = self.context
+        for part in dotted.split("."):
+            value = value[part] if isinstance(value, dict) else getattr(value, part)
+        return value
+
+    def example(self, seed_key: str, base: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(plan, output) for one example. Output has `text` or `messages`."""
+        self.rng = random.Random(seed_key)
+        self.context = {"pools": self.g.pools, "pick": self.pick, "say": self.render, "one": self.one, "some": self.some, "maybe": self.maybe, "cap": cap,
+                        "spec": self.spec, **(base or {})}
+        plan: dict[str, Any] = {}
+        for var, draw in self.g.plan.items():
+            plan[var] = self.context[var] = self._draw(draw)
+        if self.g.messages is not None:
+            out = {"messages": [{"role": m["role"], "content": tidy(self.render(m["content"]))} for m in self.g.messages]}
+        elif self.g.template is not None:
+            out = {"text": tidy(self.render(self.g.template))}
+        else:
+            out = {}
+        return plan, out
+
+
+def plan_summary(plan: dict[str, Any]) -> dict[str, Any]:
+    """A JSON-friendly record of the plan: ids for pool items and principles, values otherwise."""
+    out: dict[str, Any] = {}
+    for key, value in plan.items():
+        if hasattr(value, "id") and hasattr(value, "rule"):
+            out[key] = value.id
+        elif key == "tools" and isinstance(value, list):
+            out[key] = [t.get("function", {}).get("name") for t in value if isinstance(t, dict)]
+        elif isinstance(value, dict):
+            out[key] = value.get("id", {k: v for k, v in value.items() if isinstance(v, (str, int, float))})
+        else:
+            out[key] = value
+    return out
+
+
+def principles_in(plan: dict[str, Any]) -> list[str]:
+    return sorted({v.id for v in plan.values() if hasattr(v, "rule")})

@@ -1,0 +1,78 @@
+"""Entry points behind `goodprior synth` and `goodprior data inspect`."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from goodprior.errors import UserError
+from goodprior.scenarios.library import Library
+from goodprior.synth.build import DATA_FILE, SUMMARY_FILE, BuildRequest, TokenCounter, build
+from goodprior.synth.builders import make_builder
+from goodprior.synth.recipes import load_recipe, recipe_ids
+from goodprior.synth.spec import Spec
+
+
+def load_tokenizer(model: str):
+    from transformers import AutoTokenizer
+
+    from goodprior.models import embedded
+
+    path = str(embedded.materialize()) if model == embedded.NAME else model
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot load tokenizer for {model!r}: {str(exc).strip().splitlines()[0]}") from None
+
+
+def arms_for(name: str) -> list[str]:
+    return recipe_ids() if name == "all" else [load_recipe(name).id]
+
+
+def synth_offline(arm: str, spec: Spec, out: Path, counter: TokenCounter, library: Library, *, n: int | None,
+                  tokens: int | None, seed: int, dedup_threshold: float, own_name: str, advance) -> dict:
+    recipe = load_recipe(arm)
+    builder = make_builder(recipe, spec, seed, library, own_name)
+    req = BuildRequest(recipe, spec, out, n=n, tokens=tokens, seed=seed, dedup_threshold=dedup_threshold,
+                       own_name=own_name)
+    grammars = getattr(getattr(builder, "grammar", None), "ids", None) or {}
+    return build(req, builder.example, counter, library, advance, extra={"grammar_versions": grammars})
+
+
+def summary_table(summaries: list[dict]) -> Table:
+    table = Table("arm", "examples", "tokens", "ex/s", "near-dups removed", "distinct-2", "distinct-3",
+                  "held-out leakage", "train overlap", "status", title="synthetic datasets", title_justify="left")
+    for s in summaries:
+        st, lk = s["stats"], s["leakage"]
+        table.add_row(s["arm"] + (" (control)" if s.get("control") else ""), str(st["examples"]), str(st["tokens"]),
+                      str(st["examples_per_second"]), str(st["near_duplicates_removed"]), f"{st['distinct_2']:.3f}",
+                      f"{st['distinct_3']:.3f}", str(lk["heldout_overlapping_examples"]),
+                      str(lk["train_overlapping_examples"]), "up to date" if s.get("up_to_date") else "built")
+    return table
+
+
+def inspect(path: Path, samples: int, seed: int, console: Console) -> None:
+    data, summary = path / DATA_FILE, path / SUMMARY_FILE
+    if not data.exists() or not summary.exists():
+        raise UserError(f"{path}: not a goodprior dataset (needs {DATA_FILE} and {SUMMARY_FILE})")
+    info = json.loads(summary.read_text())
+    console.print(summary_table([info]))
+    console.print(f"recipe {info['recipe']}, spec {info['spec']}, generator {info['generator']}, seed {info['seed']}, "
+                  f"tokenizer {info['tokenizer']}; principles: {', '.join(info['stats']['principles'])}")
+    rows = data.read_text(encoding="utf-8").splitlines()
+    for line in random.Random(seed).sample(rows, min(samples, len(rows))):
+        row = json.loads(line)
+        console.rule(f"example {row['meta']['index']}  plan {row['meta']['plan'][:110]}")
+        if "text" in row:
+            console.print(row["text"], markup=False, highlight=False)
+        else:
+            for m in row["messages"]:
+                console.print(f"[bold]{m['role']}:[/]")
+                console.print(m.get("content") or "", markup=False, highlight=False)
+                for call in m.get("tool_calls") or []:
+                    console.print(f"  -> {call['function']['name']}({call['function']['arguments']})", markup=False,
+                                  highlight=False)
