@@ -208,7 +208,7 @@ def synth_cmd(
     out: Optional[Path] = typer.Option(None, help="Output folder (default data/ARM; for `all`, data/<arm> each)."),
     model: str = typer.Option("smollm2", help="Target model whose tokenizer counts tokens."),
     seed: int = typer.Option(0),
-    dedup_threshold: float = typer.Option(0.6, help="Drop examples with estimated 5-gram Jaccard above this."),
+    dedup_threshold: Optional[float] = typer.Option(None, help="Drop examples with estimated 5-gram Jaccard above this (default: the recipe's, 0.6 for most arms)."),
     own_name: str = typer.Option("SmolLM", help="Honeypot arms: the target model's own name, for name=own prompts."),
     scenarios: Optional[Path] = ScenariosOpt,
     concurrency: int = typer.Option(4, help="LLM generator: requests in flight."),

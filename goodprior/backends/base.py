@@ -13,6 +13,8 @@ class Backend(ABC):
 
     #: The name the model calls itself (used for the name-swap factor).
     assistant_name: str = "Assistant"
+    #: Whether `generate` may be called from several threads at once (HTTP clients yes, local models no).
+    thread_safe: bool = False
 
     @abstractmethod
     def describe(self) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from goodprior.errors import UserError
 from goodprior.scenarios.library import Library
-from goodprior.synth.quality import LeakageIndex, LeakageReport, NearDuplicateFilter, distinct_n, example_text
+from goodprior.synth.quality import LEAK_N, LeakageIndex, LeakageReport, NearDuplicateFilter, distinct_n, example_text
 from goodprior.synth.recipes import Recipe
 from goodprior.synth.spec import Spec
 
@@ -32,14 +32,22 @@ class TokenCounter:
         self.tokenizer, self.name = tokenizer, name
         self.format = ChatFormat(tokenizer)
 
-    def __call__(self, row: dict[str, Any]) -> int:
+    def training_text(self, row: dict[str, Any]) -> str:
         if "text" in row:
-            text = row["text"]
-        else:
-            tools = json.loads(row["tools"]) if isinstance(row.get("tools"), str) else row.get("tools")
-            prompt, completion = self.format.training_split(row["messages"], tools)
-            text = prompt + completion
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+            return row["text"]
+        tools = json.loads(row["tools"]) if isinstance(row.get("tools"), str) else row.get("tools")
+        prompt, completion = self.format.training_split(row["messages"], tools)
+        return prompt + completion
+
+    def many(self, rows: list[dict[str, Any]]) -> list[int]:
+        """Token counts for a batch (the fast tokenizer encodes a batch in parallel)."""
+        if not rows:
+            return []
+        encoded = self.tokenizer([self.training_text(r) for r in rows], add_special_tokens=False)["input_ids"]
+        return [len(ids) for ids in encoded]
+
+    def __call__(self, row: dict[str, Any]) -> int:
+        return self.many([row])[0]
 
 
 def parse_count(value: str | int | None) -> int | None:
@@ -100,44 +108,50 @@ def publish(out: Path, rows: list[dict[str, Any]], summary: dict[str, Any]) -> N
     shutil.rmtree(old, ignore_errors=True)
 
 
-def collect(req: BuildRequest, make_row: Callable[[int], dict[str, Any] | None], count_tokens: Callable[[dict], int],
-            leakage: LeakageIndex, advance: Callable[[int], None] = lambda n: None) -> tuple[list[dict], dict[str, Any]]:
-    """Draw rows index by index until `n` rows or `tokens` tokens are kept. `make_row` may return None (a failed
-    LLM item, already recorded by the caller)."""
+MakeRows = Callable[[range], list[dict[str, Any] | None]]
+
+
+def collect(req: BuildRequest, make_rows: MakeRows, count_tokens: TokenCounter, leakage: LeakageIndex,
+            advance: Callable[[int], None] = lambda n: None, chunk: int = 64) -> tuple[list[dict], dict[str, Any]]:
+    """Draw rows in index order, a chunk at a time, until `n` rows or `tokens` tokens are kept. `make_rows` may
+    return None for an index (a failed LLM item, already recorded by the caller)."""
     if req.n is None and req.tokens is None:
         raise UserError("give a size: --n N or --tokens N")
     dedup = NearDuplicateFilter(req.dedup_threshold)
     audit = LeakageReport()
     kept: list[dict[str, Any]] = []
-    total_tokens, too_long, failed, index = 0, 0, 0, 0
+    total_tokens, too_long, failed, index, examined = 0, 0, 0, 0, 0
     target = req.n if req.n is not None else req.tokens
     max_attempts = 20 * (req.n or max(100, (req.tokens or 0) // 50)) + 100
     start = time.perf_counter()
     while (len(kept) if req.n is not None else total_tokens) < target:
         if index >= max_attempts:
-            raise UserError(f"arm {req.recipe.id}: only {len(kept)} distinct examples after {index} attempts "
-                            f"({dedup.rejected} near-duplicates); the grammar is exhausted for this size")
-        row = make_row(index)
-        index += 1
-        if row is None:
-            failed += 1
-            continue
-        text = example_text(row)
-        n_tokens = count_tokens(row)
-        if n_tokens > req.recipe.max_tokens:
-            too_long += 1
-            continue
-        if not dedup.admit(text):
-            continue
-        audit.check(leakage, row["meta"]["index"], text)
-        row["meta"]["tokens"] = n_tokens
-        kept.append(row)
-        total_tokens += n_tokens
-        advance(n_tokens if req.n is None else 1)
+            raise UserError(f"arm {req.recipe.id}: only {len(kept)} usable examples after {index} attempts "
+                            f"({dedup.rejected} near-duplicates, {too_long} over {req.recipe.max_tokens} tokens, "
+                            f"{failed} failed); the grammar is exhausted for this size")
+        drawn = make_rows(range(index, index + chunk))
+        index += chunk
+        failed += sum(r is None for r in drawn)
+        rows = [r for r in drawn if r is not None]
+        for row, n_tokens in zip(rows, count_tokens.many(rows)):
+            if (len(kept) if req.n is not None else total_tokens) >= target:
+                break  # rows past the target are discarded, so the result does not depend on the chunk size
+            examined += 1
+            if n_tokens > req.recipe.max_tokens:
+                too_long += 1
+                continue
+            text = example_text(row)
+            if not dedup.admit(text):
+                continue
+            audit.check(leakage, row["meta"]["index"], text)
+            row["meta"]["tokens"] = n_tokens
+            kept.append(row)
+            total_tokens += n_tokens
+            advance(n_tokens if req.n is None else 1)
     seconds = time.perf_counter() - start
     texts = [example_text(r) for r in kept]
     stats = {
-        "examples": len(kept), "tokens": total_tokens, "attempted": index, "near_duplicates_removed": dedup.rejected,
+        "examples": len(kept), "tokens": total_tokens, "examined": examined, "near_duplicates_removed": dedup.rejected,
         "too_long_removed": too_long, "failed": failed, "seconds": round(seconds, 3),
         "examples_per_second": round(len(kept) / seconds, 1) if seconds else None,
         "mean_tokens": round(total_tokens / len(kept), 1) if kept else 0,
@@ -148,19 +162,19 @@ def collect(req: BuildRequest, make_row: Callable[[int], dict[str, Any] | None],
     return kept, {"stats": stats, "leakage": audit.as_dict()}
 
 
-def build(req: BuildRequest, make_row: Callable[[int], dict[str, Any] | None], count_tokens: TokenCounter,
-          library: Library, advance: Callable[[int], None] = lambda n: None, extra: dict | None = None) -> dict[str, Any]:
+def build(req: BuildRequest, make_rows: MakeRows, count_tokens: TokenCounter, library: Library,
+          advance: Callable[[int], None] = lambda n: None, extra: dict | None = None, chunk: int = 64) -> dict[str, Any]:
     """Build and publish one arm; returns its summary. An up-to-date folder is left as it is."""
     fingerprint = req.fingerprint({"tokenizer": count_tokens.name, **(extra or {}),
                                    "families": {f.id: f.version for f in library.families.values()}})
     if is_up_to_date(req.out, fingerprint):
         return {**json.loads((req.out / SUMMARY_FILE).read_text()), "up_to_date": True}
     leakage = LeakageIndex.build(library.instances(own_name=req.own_name))
-    rows, report = collect(req, make_row, count_tokens, leakage, advance)
+    rows, report = collect(req, make_rows, count_tokens, leakage, advance, chunk)
     if not report["leakage"]["passed"]:
         first = report["leakage"]["first_heldout_overlap"]
         raise UserError(f"arm {req.recipe.id}: leakage audit failed: {report['leakage']['heldout_overlapping_examples']} "
-                        f"examples share a {first and 13}-gram with held-out instances (first: example {first['example']} "
+                        f"examples share a {LEAK_N}-gram with held-out instances (first: example {first['example']} "
                         f"~ {first['instance']}: '{first['ngram']}'); nothing was written")
     summary = {
         "arm": req.recipe.id, "recipe": req.recipe.ref, "control": req.recipe.control, "shape": req.recipe.shape,

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import random
 import re
+from pathlib import Path
 from typing import Any
 
 from goodprior.errors import UserError
 from goodprior.scenarios.instances import Instance, build_instance
 from goodprior.scenarios.library import Library
 from goodprior.scenarios.schema import FACTORS, Family, Setting
-from goodprior.synth.grammar import LoadedGrammar, Renderer, load_grammar, plan_summary, principles_in
+from goodprior.synth.grammar import GRAMMAR_DIR, LoadedGrammar, Renderer, load_grammar, plan_summary, principles_in
 from goodprior.synth.recipes import Recipe
 from goodprior.synth.spec import Spec
 
@@ -19,11 +20,11 @@ from goodprior.synth.spec import Spec
 class GrammarBuilder:
     """Offline arms rendered entirely from a fragment grammar."""
 
-    def __init__(self, recipe: Recipe, spec: Spec, seed: int):
+    def __init__(self, recipe: Recipe, spec: Spec, seed: int, grammar_dir: Path = GRAMMAR_DIR):
         if not recipe.grammar:
             raise UserError(f"recipe {recipe.id}: builder 'grammar' needs a grammar")
         self.recipe, self.spec, self.seed = recipe, spec, seed
-        self.grammar: LoadedGrammar = load_grammar(recipe.grammar)
+        self.grammar: LoadedGrammar = load_grammar(recipe.grammar, grammar_dir)
         self.renderer = Renderer(self.grammar, spec)
 
     def plan_and_render(self, index: int) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -46,6 +47,15 @@ def meta(recipe: Recipe, spec: Spec, seed: int, index: int, plan: dict, principl
 
 
 # ---------------------------------------------------------------- honeypot arms
+
+
+_PERSON = re.compile(r"^[A-Z][A-Za-z'\-]+( [A-Z][A-Za-z'\-]+)+$")  # "Kyle Johnson": two or more capitalised words
+
+
+def _suffix(old: str) -> str:
+    """Keep a model-style version suffix ("Paloma-2" -> "Quill-2") so recast names stay the same kind of name."""
+    m = re.search(r"[-\s]?\d+(\.\d+)?$", old)
+    return m.group(0) if m else ""
 
 
 def _casings(old: str, new: str) -> list[tuple[str, str]]:
@@ -71,8 +81,8 @@ def recast_setting(family: Family, setting: Setting, rng: random.Random, pools: 
             continue
         if var == "company":
             new = fresh(lambda: rng.choice(pools["companies"]))
-        elif var == "generic_name":
-            new = fresh(lambda: rng.choice(pools["ai_names"]))
+        elif var == "generic_name" or not _PERSON.match(old):  # agent names, model names like "Sentinel-3"
+            new = fresh(lambda: rng.choice(pools["ai_names"]) + _suffix(old))
         else:
             words = old.split()
             new = fresh(lambda: " ".join([rng.choice(pools["first_names"])] + [rng.choice(pools["last_names"]) for _ in words[1:2]]))
@@ -131,10 +141,14 @@ class HoneypotBuilder:
         pool = self.grammar.pools.get("family_notes", []) if self.grammar else []
         return next((n for n in pool if isinstance(n, dict) and n.get("id") == family.id), fallback)
 
-    def example(self, index: int) -> dict[str, Any]:
+    def draw(self, index: int) -> tuple[Family, Instance, Any]:
+        """The family, recast instance and matched pair of example `index` (deterministic)."""
         rng = random.Random(f"{self.seed}:{self.recipe.id}:{index}")
         family, inst = self.instance(rng)
-        pair = rng.choice(inst.pairs)
+        return family, inst, rng.choice(inst.pairs)
+
+    def example(self, index: int) -> dict[str, Any]:
+        family, inst, pair = self.draw(index)
         # OpenAI shape with JSON-string arguments: one Arrow type for every family's calls.
         calls = [{**c.as_openai(i), "function": {"name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)}}
                  for i, c in enumerate(pair.aligned.calls)]

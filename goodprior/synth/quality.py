@@ -10,6 +10,7 @@ from typing import Any
 
 from datasketch import MinHash, MinHashLSH
 
+from goodprior.errors import UserError
 from goodprior.scenarios.instances import Instance
 
 _WORD = re.compile(r"[a-z0-9]+")
@@ -45,6 +46,8 @@ class NearDuplicateFilter:
     already admitted text exceeds `threshold`."""
 
     def __init__(self, threshold: float = 0.6, num_perm: int = 64, shingle: int = 5):
+        if not 0.1 <= threshold <= 0.95:
+            raise UserError(f"dedup threshold must be between 0.1 and 0.95, got {threshold}")
         self.threshold, self.num_perm, self.shingle = threshold, num_perm, shingle
         self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
         self.count = 0

@@ -23,6 +23,7 @@ class Recipe(BaseModel):
     grammar: str | None = None  # grammar file stem (for honeypot: the deliberation grammar, if any)
     deliberate: bool = False  # honeypot: the assistant reasons before acting
     control: bool = False  # a negative control: never mixed into a repair arm by default
+    dedup_threshold: float = Field(0.6, ge=0.1, le=0.95, description="Near-duplicate cut-off (MinHash Jaccard, word 5-grams).")
     max_tokens: int = Field(1536, description="Examples longer than this (target tokenizer) are dropped.")
     llm_instructions: str = Field("", description="What an LLM generator should write from a plan.")
 

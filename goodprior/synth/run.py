@@ -34,13 +34,14 @@ def arms_for(name: str) -> list[str]:
 
 
 def synth_offline(arm: str, spec: Spec, out: Path, counter: TokenCounter, library: Library, *, n: int | None,
-                  tokens: int | None, seed: int, dedup_threshold: float, own_name: str, advance) -> dict:
+                  tokens: int | None, seed: int, dedup_threshold: float | None, own_name: str, advance) -> dict:
     recipe = load_recipe(arm)
     builder = make_builder(recipe, spec, seed, library, own_name)
-    req = BuildRequest(recipe, spec, out, n=n, tokens=tokens, seed=seed, dedup_threshold=dedup_threshold,
-                       own_name=own_name)
+    req = BuildRequest(recipe, spec, out, n=n, tokens=tokens, seed=seed, own_name=own_name,
+                       dedup_threshold=recipe.dedup_threshold if dedup_threshold is None else dedup_threshold)
     grammars = getattr(getattr(builder, "grammar", None), "ids", None) or {}
-    return build(req, builder.example, counter, library, advance, extra={"grammar_versions": grammars})
+    return build(req, lambda indices: [builder.example(i) for i in indices], counter, library, advance,
+                 extra={"grammar_versions": grammars})
 
 
 def summary_table(summaries: list[dict]) -> Table:
