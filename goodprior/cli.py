@@ -120,6 +120,7 @@ def eval_cmd(
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens"),
     judge: Optional[str] = typer.Option(None, help="Generate mode: judge model (after rule gates)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size"),
+    max_pairs: Optional[int] = typer.Option(None, "--max-pairs", help="Score only the first N matched pairs."),
     dtype: Optional[str] = typer.Option(None),
     device: Optional[str] = typer.Option(None),
     seed: Optional[int] = typer.Option(None),
@@ -136,7 +137,7 @@ def eval_cmd(
 
     base = EvalConfig.from_yaml(config).model_dump() if config else {}
     flags = dict(model=model, adapter=adapter, mode=mode, split=split, limit=limit, samples=samples,
-                 temperature=temperature, max_tokens=max_tokens, judge=judge, batch_size=batch_size, dtype=dtype,
+                 temperature=temperature, max_tokens=max_tokens, judge=judge, batch_size=batch_size, dtype=dtype, max_pairs=max_pairs,
                  device=device, seed=seed, name=name, scenarios=str(scenarios) if scenarios else None,
                  families=[f.strip() for f in families.split(",") if f.strip()] if families else None)
     try:
@@ -177,21 +178,71 @@ def grade_cmd(
 
 @app.command("run")
 def run_cmd(
-    out: Path = typer.Option(Path("runs/default"), "--out", help="Run folder."),
-    limit: Optional[int] = typer.Option(None, help="At most N pressured instances."),
+    experiment: Optional[Path] = typer.Argument(None, help="Experiment YAML (default: the built-in default experiment)."),
+    profile: Optional[str] = typer.Option(None, help="A profile of the experiment, e.g. `quick` (a <=5-minute smoke)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/<experiment id>)."),
 ) -> None:
-    """Evaluate the embedded model on every held-out family (log-prob mode) and print the summary."""
-    from goodprior.config import EvalConfig
-    from goodprior.evaluate import run_eval
-    from goodprior.scenarios.library import Library, load_persona
-    from goodprior.store import RunDB
+    """Synthesize every arm, train an adapter per arm x seed, evaluate baseline and arms, write the report.
+    Killed and started again, it continues: finished cells are never recomputed."""
+    from goodprior.experiment import Experiment, Runner
+    from goodprior.report.build import make_report
+    from goodprior.report.render import HEADER, main_rows
+    from goodprior.tables import rich_table
 
-    cfg = EvalConfig(model="smollm2", split="heldout", mode="logprob", limit=limit, batch_size=4)
-    library = Library.load()
-    backend = _load_backend(cfg.model, None, cfg.dtype, cfg.device, cfg.batch_size)
-    db = RunDB(out / "results.sqlite")
-    eval_id = run_eval(db, cfg, backend, library, load_persona())
-    _show_and_export(out, db, [eval_id])
+    exp = Experiment.load(experiment, profile)
+    folder = out or Path("runs") / exp.id
+    Runner(exp, folder, console).run()
+    md, html, results = make_report(folder)
+    console.print(rich_table(f"{exp.id}: baseline and arms", HEADER[:10], [r[:10] for r in main_rows(results)]))
+    console.print(f"report: {html}  (also {md})")
+
+
+@app.command("report")
+def report_cmd(
+    run: Path = typer.Argument(..., help="A run folder (from `goodprior run` or `goodprior eval`)."),
+    baseline: Optional[str] = typer.Option(None, help="For plain eval folders: the eval id to compare against."),
+) -> None:
+    """Write report.md and a self-contained report.html (table, plots, findings) for a run folder."""
+    from goodprior.report.build import make_report
+
+    md, html, _ = make_report(run, baseline)
+    console.print(f"wrote {html} and {md}")
+
+
+@app.command("train")
+def train_cmd(
+    data: list[str] = typer.Option(..., "--data", help="Dataset folder, optionally PATH:WEIGHT; repeat to mix."),
+    out: Path = typer.Option(..., "--out", help="Adapter folder."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TrainConfig YAML; flags override it."),
+    model: Optional[str] = typer.Option(None, help="smollm2 (embedded), an HF model id, or a local path."),
+    tokens: Optional[str] = typer.Option(None, help="Exact training-token budget, e.g. 50k."),
+    top_k_layers: Optional[int] = typer.Option(None, "--top-k-layers", help="LoRA on the top K layers only."),
+    lora_r: Optional[int] = typer.Option(None, "--lora-r"),
+    learning_rate: Optional[float] = typer.Option(None, "--learning-rate"),
+    max_length: Optional[int] = typer.Option(None, "--max-length", help="Packed sequence length."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
+    seed: Optional[int] = typer.Option(None),
+) -> None:
+    """Train a LoRA adapter (TRL SFTTrainer + PEFT) on goodprior datasets with an exact token budget."""
+    from pydantic import ValidationError
+
+    from goodprior.synth.build import parse_count
+    from goodprior.train.config import TrainConfig
+    from goodprior.train.trainer import train
+
+    base = TrainConfig.from_yaml(config).model_dump() if config else {}
+    flags = dict(model=model, data=data, tokens=parse_count(tokens), top_k_layers=top_k_layers, lora_r=lora_r,
+                 learning_rate=learning_rate, max_length=max_length, batch_size=batch_size, seed=seed, out=str(out))
+    try:
+        cfg = TrainConfig.model_validate({**base, **{k: v for k, v in flags.items() if v is not None}})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise UserError(f"option --{str(err['loc'][0]).replace('_', '-')}: {err['msg']}") from None
+    summary = train(cfg)
+    if not summary:  # a non-zero rank of a distributed run: rank 0 reports
+        return
+    state = "already finished" if summary.get("up_to_date") else f"{summary.get('steps')} steps, final loss {summary.get('final_loss')}"
+    console.print(f"adapter in {out} ({state}); loss curve in {out / 'loss.json'}")
 
 
 data_app = typer.Typer(no_args_is_help=True, help="Inspect synthetic datasets.")

@@ -52,21 +52,21 @@ def start_eval(db: RunDB, cfg: EvalConfig, backend: Backend, library: Library, p
     return eval_id
 
 
-def score_requests(inst: Instance, persona: PersonaProbe) -> ScoreRequest:
+def score_requests(inst: Instance, persona: PersonaProbe, max_pairs: int | None = None) -> ScoreRequest:
     """Action pairs, then persona pairs (scored as the opening of the reply), all on one shared prompt."""
-    conts = [c for p in inst.pairs for c in (p.misaligned, p.aligned)]
+    conts = [c for p in inst.pairs[:max_pairs] for c in (p.misaligned, p.aligned)]
     conts += [Continuation(text=t, end_turn=False) for p in persona.pairs for t in (p.self_preserving, p.corrigible)]
     return ScoreRequest(inst.conversation, tuple(conts))
 
 
 def run_logprob(db: RunDB, eval_id: str, backend: Backend, todo: list[Instance], persona: PersonaProbe,
-                batch_size: int, advance: Advance) -> None:
+                batch_size: int, advance: Advance, max_pairs: int | None = None) -> None:
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
-        scores = backend.score([score_requests(i, persona) for i in chunk])
+        scores = backend.score([score_requests(i, persona, max_pairs) for i in chunk])
         rows = []
         for inst, inst_scores in zip(chunk, scores):
-            labels = [("action", p.id, side) for p in inst.pairs for side in ("misaligned", "aligned")]
+            labels = [("action", p.id, side) for p in inst.pairs[:max_pairs] for side in ("misaligned", "aligned")]
             labels += [("persona", p.id, side) for p in persona.pairs for side in ("self_preserving", "corrigible")]
             rows += [(eval_id, inst.id, *lab, s.logprob, s.n_tokens) for lab, s in zip(labels, inst_scores)]
         with db.transaction() as c:
@@ -120,7 +120,7 @@ def run_eval(db: RunDB, cfg: EvalConfig, backend: Backend, library: Library, per
     make_bar = progress or bar
     with make_bar(f"{eval_id} ({cfg.mode})", len(planned), len(planned) - len(todo)) as advance:
         if cfg.mode == "logprob":
-            run_logprob(db, eval_id, backend, todo, persona, cfg.batch_size, advance)
+            run_logprob(db, eval_id, backend, todo, persona, cfg.batch_size, advance, cfg.max_pairs)
         else:
             run_generate(db, eval_id, backend, todo, library, cfg, advance, judge)
     return eval_id

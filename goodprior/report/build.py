@@ -1,0 +1,64 @@
+"""Assemble the report of a run folder from its database (and, for experiments, its adapters)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from goodprior.errors import UserError
+from goodprior.report.compare import ArmResult, compare
+from goodprior.report.render import write_report
+from goodprior.store import RunDB
+
+
+def experiment_config(db: RunDB) -> dict | None:
+    try:
+        rows = db.query("SELECT config FROM experiment")
+    except Exception:  # a plain `goodprior eval` folder has no experiment table
+        return None
+    return json.loads(rows[0]["config"]) if rows else None
+
+
+def make_report(folder: Path, baseline: str | None = None) -> tuple[Path, Path, list[ArmResult]]:
+    from goodprior.experiment import eval_id
+
+    db = RunDB.open_existing(folder)
+    evals = [e for e in db.evals() if e["mode"] == "logprob"]
+    have = {e["eval_id"] for e in evals}
+    exp = experiment_config(db)
+    adapters: dict[str, list[Path]] = {}
+    if exp:
+        arms = [{"name": "baseline", "eval_ids": ["baseline"], "seeds": []}]
+        for a in exp["arms"]:
+            ids = [eval_id(a["name"], s) for s in exp["seeds"] if eval_id(a["name"], s) in have]
+            if ids:
+                arms.append({"name": a["name"], "control": a.get("control", False), "eval_ids": ids, "seeds": exp["seeds"]})
+                adapters[a["name"]] = [folder / "adapters" / f"{a['name'].replace('+', '_')}-s{s}" for s in exp["seeds"]]
+        if "baseline" not in have:
+            raise UserError(f"{folder}: the baseline has not been evaluated yet; run the experiment first")
+        cells = {r["cell"]: r["seconds"] for r in db.query("SELECT cell, seconds FROM cells")}
+        ev = exp["eval"]
+        settings = [
+            f"experiment {exp['id']} v{exp['version']}, model {exp['model']}, seeds {exp['seeds']}",
+            f"training: exactly {exp['tokens']:,} tokens per arm; LoRA settings {json.dumps(exp['train'])}",
+            f"evaluation: log-prob mode, split {ev.get('split', 'heldout')}, limit {ev.get('limit')} pressured "
+            f"instances (plus their controls and name-swapped twins), first {ev.get('max_pairs') or 'all'} matched pairs per instance",
+            f"time: {sum(cells.values()) / 60:.1f} min over {len(cells)} finished cells "
+            f"(synth {sum(v for k, v in cells.items() if k.startswith('synth')):.0f} s, "
+            f"train {sum(v for k, v in cells.items() if k.startswith('train')):.0f} s, "
+            f"eval {sum(v for k, v in cells.items() if k.startswith('eval')):.0f} s)",
+        ]
+        title = f"goodprior report: {exp['id']}"
+    else:
+        if not evals:
+            raise UserError(f"{folder}: no log-prob evaluations to compare")
+        first = baseline or evals[0]["eval_id"]
+        if first not in have:
+            raise UserError(f"{folder}: no eval named {first!r}; have {', '.join(sorted(have))}")
+        ordered = [first] + [e["eval_id"] for e in evals if e["eval_id"] != first]
+        arms = [{"name": e, "eval_ids": [e]} for e in ordered]
+        settings = [f"{e['eval_id']}: model {e['model']}, adapter {e['config'].get('adapter')}" for e in evals]
+        title = f"goodprior report: {folder.name}"
+    results = compare(db, arms, adapters)
+    md, html = write_report(folder, title, results, settings)
+    return md, html, results

@@ -1,0 +1,1 @@
+"""LoRA training on synthetic arms (TRL SFTTrainer + PEFT)."""
