@@ -10,6 +10,7 @@ The same seed and index always give the same text.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 from dataclasses import dataclass, field
@@ -75,6 +76,7 @@ class LoadedGrammar:
     plan: dict[str, Draw]
     template: str | None
     messages: list[dict[str, str]] | None
+    digest: str = ""  # hash of every file's bytes: a rebuild notices an edited fragment even without a version bump
     compiled: dict[str, jinja2.Template] = field(default_factory=dict)
 
 
@@ -86,14 +88,16 @@ def load_grammar(name: str, directory: Path = GRAMMAR_DIR, _seen: frozenset[str]
         raise UserError(f"{path}: grammar 'uses' forms a cycle through {name!r}")
     g: Grammar = load_model(path, Grammar)  # type: ignore[assignment]
     ids, pools, slots = {g.id: g.version}, {}, {}
+    digest = hashlib.sha256(path.read_bytes())
     for dep in g.uses:
         sub = load_grammar(dep, directory, _seen | {name})
+        digest.update(sub.digest.encode())
         ids.update(sub.ids)
         pools.update(sub.pools)
         slots.update(sub.slots)
     pools.update(g.pools)
     slots.update(g.slots)
-    loaded = LoadedGrammar(ids, pools, slots, g.plan, g.template, g.messages)
+    loaded = LoadedGrammar(ids, pools, slots, g.plan, g.template, g.messages, digest.hexdigest()[:16])
     check_references(loaded, path)
     return loaded
 

@@ -186,7 +186,8 @@ def llm_build(req: BuildRequest, builder: GrammarBuilder | HoneypotBuilder, back
         return [(got[1] if (got := store.get(i)) and got[0] == "ok" else None) for i in indices]
 
     summary = build(req, make_rows, counter, library, advance, chunk=max(8, 2 * concurrency),
-                    extra={"llm": {"model": model, "concurrency": concurrency}})
+                    extra={"llm": {"model": model, "concurrency": concurrency},
+                           "grammar_digest": builder.grammar.digest if builder.grammar else ""})
     usage = store.totals()
     cost = usage["prompt_tokens"] / 1e6 * price_per_mtok[0] + usage["completion_tokens"] / 1e6 * price_per_mtok[1]
     summary["llm_usage"] = {**usage, "cost": round(cost, 4)}

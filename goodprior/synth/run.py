@@ -39,9 +39,9 @@ def synth_offline(arm: str, spec: Spec, out: Path, counter: TokenCounter, librar
     builder = make_builder(recipe, spec, seed, library, own_name)
     req = BuildRequest(recipe, spec, out, n=n, tokens=tokens, seed=seed, own_name=own_name,
                        dedup_threshold=recipe.dedup_threshold if dedup_threshold is None else dedup_threshold)
-    grammars = getattr(getattr(builder, "grammar", None), "ids", None) or {}
+    grammar = getattr(builder, "grammar", None)
     return build(req, lambda indices: [builder.example(i) for i in indices], counter, library, advance,
-                 extra={"grammar_versions": grammars})
+                 extra={"grammar_versions": grammar.ids if grammar else {}, "grammar_digest": grammar.digest if grammar else ""})
 
 
 def summary_table(summaries: list[dict]) -> Table:
