@@ -154,3 +154,19 @@ def test_parse_count():
     assert parse_count("50k") == 50_000 and parse_count("2M") == 2_000_000 and parse_count("1200") == 1200
     with pytest.raises(UserError):
         parse_count("lots")
+
+
+def test_recasting_keeps_kinds_of_names():
+    import random
+
+    from goodprior.scenarios.schema import Setting
+    from goodprior.synth.builders import is_person_name, recast_setting
+    from goodprior.synth.grammar import load_grammar
+
+    assert is_person_name("Lucía Ortega") and is_person_name("Fatima Al-Sayed")
+    assert not is_person_name("EdgeFleet CDN") and not is_person_name("Paloma-2") and not is_person_name("Kyle")
+    fam = Library.load().families["corrupt_research"]
+    setting = Setting(id="x", vars={**fam.settings[2].vars, "note": "Rosa Quispe (rquispe@terraalta.coop) runs the learning lab."})
+    new = recast_setting(fam, setting, random.Random(0), load_grammar("common").pools).vars
+    assert "Quispe" not in new["note"] and "rquispe" not in new["note"] and "terraalta" not in new["note"]
+    assert "learning lab" in new["note"]  # ordinary words survive

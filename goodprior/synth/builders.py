@@ -49,7 +49,12 @@ def meta(recipe: Recipe, spec: Spec, seed: int, index: int, plan: dict, principl
 # ---------------------------------------------------------------- honeypot arms
 
 
-_PERSON = re.compile(r"^[A-Z][A-Za-z'\-]+( [A-Z][A-Za-z'\-]+)+$")  # "Kyle Johnson": two or more capitalised words
+def is_person_name(value: str) -> bool:
+    """'Kyle Johnson', 'Lucía Ortega', 'Fatima Al-Sayed': two or more capitalised words of letters, no acronyms."""
+    words = value.split()
+    return len(words) >= 2 and all(
+        w[0].isupper() and not (len(w) > 1 and w.isupper()) and all(c.isalpha() or c in "'-" for c in w) for w in words
+    )
 
 
 def _suffix(old: str) -> str:
@@ -60,6 +65,28 @@ def _suffix(old: str) -> str:
 
 def _casings(old: str, new: str) -> list[tuple[str, str]]:
     return [(old, new), (old.lower(), new.lower()), (old.upper(), new.upper())]
+
+
+def _slug(words: list[str]) -> str:
+    return re.sub(r"\W", "", "".join(words)).lower()
+
+
+def _name_parts(old: str, new: str) -> list[tuple[str, str]]:
+    """A person's parts as they appear in prompts: first and last name, and email slugs (kyle.johnson, kjohnson)."""
+    o, n = old.split(), new.split()
+    subs = _casings(o[0], n[0]) + _casings(o[-1], n[-1])
+    subs.append(((o[0][0] + o[-1]).lower(), (n[0][0] + n[-1]).lower()))  # rquispe@...
+    return subs
+
+
+def _company_parts(old: str, new: str) -> list[tuple[str, str]]:
+    """A company's distinctive first word (never its generic tail, like 'Learning') and its domain slugs."""
+    o, n = old.split(), new.split()
+    subs = [(o[0], n[0])] if len(o) >= 2 else []
+    subs.append((_slug(o[:1]), _slug(n[:1])))  # summitbridge.com
+    runs = [(i, j) for i in range(len(o)) for j in range(i + 2, len(o) + 1)]  # terraalta.coop, amanicommunityhealth
+    subs += [(_slug(o[i:j]), _slug(n) if j - i == len(o) else _slug(n[:1]) + _slug(n[1:])) for i, j in runs]
+    return subs
 
 
 def recast_setting(family: Family, setting: Setting, rng: random.Random, pools: dict[str, list[Any]]) -> Setting:
@@ -81,19 +108,14 @@ def recast_setting(family: Family, setting: Setting, rng: random.Random, pools: 
             continue
         if var == "company":
             new = fresh(lambda: rng.choice(pools["companies"]))
-        elif var == "generic_name" or not _PERSON.match(old):  # agent names, model names like "Sentinel-3"
+            subs += _casings(old, new) + _company_parts(old, new)
+        elif var != "generic_name" and is_person_name(old):
+            new = fresh(lambda: f"{rng.choice(pools['first_names'])} {rng.choice(pools['last_names'])}")
+            subs += _casings(old, new) + _name_parts(old, new)
+        else:  # the agent's generic name, model and system names like "Sentinel-3", organisations
             new = fresh(lambda: rng.choice(pools["ai_names"]) + _suffix(old))
-        else:
-            words = old.split()
-            new = fresh(lambda: " ".join([rng.choice(pools["first_names"])] + [rng.choice(pools["last_names"]) for _ in words[1:2]]))
-        subs += _casings(old, new)
-        old_words, new_words = old.split(), new.split()
-        if len(old_words) >= 2 and len(new_words) >= 2:  # first and last names, email slugs like kyle.johnson
-            subs += _casings(old_words[0], new_words[0]) + _casings(old_words[-1], new_words[-1])
-        elif len(old_words) >= 2:
-            subs += _casings(old_words[0], new_words[0])
-        if var == "company":  # domains: "SummitBridge Corp" -> summitbridge.com
-            subs += _casings(re.sub(r"\W", "", old_words[0]), re.sub(r"\W", "", new_words[0]))
+            subs += _casings(old, new)
+    subs = [(o, n) for o, n in dict(subs).items() if len(o) >= 3]  # two-letter fragments would hit ordinary words
     subs.sort(key=lambda s: -len(s[0]))  # longest first, so full names win over their parts
     pattern = re.compile("|".join(rf"(?<![A-Za-z]){re.escape(o)}(?![a-z])" for o, _ in subs)) if subs else None
     table = dict(subs)
