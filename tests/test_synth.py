@@ -170,3 +170,10 @@ def test_recasting_keeps_kinds_of_names():
     new = recast_setting(fam, setting, random.Random(0), load_grammar("common").pools).vars
     assert "Quispe" not in new["note"] and "rquispe" not in new["note"] and "terraalta" not in new["note"]
     assert "learning lab" in new["note"]  # ordinary words survive
+
+
+def test_tidy_leaves_code_alone():
+    from goodprior.synth.grammar import tidy
+
+    text = "Run  this :\n```python\ndef f():\n    return 1\n```\n  then   python3 -m venv .venv , done ."
+    assert tidy(text) == "Run this:\n```python\ndef f():\n    return 1\n```\nthen python3 -m venv .venv, done."

@@ -127,11 +127,16 @@ _SPACES = re.compile(r"[ \t]+")
 _BLANKS = re.compile(r"\n\s*\n\s*\n+")
 
 
-def tidy(text: str) -> str:
-    """Collapse the spacing that optional fragments leave behind."""
+def _tidy_prose(text: str) -> str:
     text = _SPACES.sub(" ", text)
-    text = re.sub(r" +([,.;:!?])", r"\1", text)
-    text = "\n".join(line.strip() for line in text.split("\n"))
+    text = re.sub(r" +([,.;:!?])(?=\s|$)", r"\1", text)
+    return "\n".join(line.strip() for line in text.split("\n"))
+
+
+def tidy(text: str) -> str:
+    """Collapse the spacing that optional fragments leave behind; fenced code blocks are left exactly as written."""
+    parts = re.split(r"(```.*?```)", text, flags=re.S)
+    text = "".join(p if p.startswith("```") else _tidy_prose(p) for p in parts)
     return _BLANKS.sub("\n\n", text).strip()
 
 
