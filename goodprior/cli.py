@@ -313,6 +313,11 @@ def data_inspect(
     inspect(path, samples, seed, console)
 
 
+from goodprior.cli_inspect import import_inspect_cmd  # noqa: E402  (a typer command kept in its own file)
+
+app.command("import-inspect")(import_inspect_cmd)
+
+
 def token_counter(model: str | None):
     """A token-counting function and a description of it."""
     from goodprior.textstats import approx_tokens

@@ -36,7 +36,28 @@ class Backend(ABC):
 
 
 def load_backend(model: str, adapter: str | None = None, dtype: str = "auto", device: str = "auto") -> Backend:
-    """`smollm2`, an HF model id or a local path -> local HF backend."""
+    """Pick a backend from a model reference (target, judge and data generator alike):
+
+    `openai/<model>` or `openai/<base>:<adapter>` -> an OpenAI-compatible server (adapter: a LoRA name vLLM serves);
+    `anthropic/<model>` -> the Anthropic Messages API; `hf:<id>` (e.g. hf:openai/gpt-oss-20b), `smollm2`, an HF
+    model id or a local path (an existing folder wins) -> the local HF backend. dtype/device: local models only.
+    """
+    from pathlib import Path
+
+    from goodprior.errors import UserError
+
+    provider, _, rest = model.partition("/")
+    remote = bool(rest) and not Path(model).exists()
+    if provider == "openai" and remote:
+        from goodprior.backends.openai_compat import OpenAICompatBackend
+
+        return OpenAICompatBackend.from_reference(rest, adapter)
+    if provider == "anthropic" and remote:
+        from goodprior.backends.anthropic import AnthropicBackend
+
+        if adapter:
+            raise UserError(f"{model}: the Anthropic API serves no adapters; drop --adapter")
+        return AnthropicBackend(rest)
     from goodprior.backends.hf import HFBackend
 
-    return HFBackend.load(model, adapter=adapter, dtype=dtype, device=device)
+    return HFBackend.load(model.removeprefix("hf:"), adapter=adapter, dtype=dtype, device=device)

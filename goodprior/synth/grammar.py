@@ -102,7 +102,7 @@ def load_grammar(name: str, directory: Path = GRAMMAR_DIR, _seen: frozenset[str]
     return loaded
 
 
-_PICK = re.compile(r"pick\(\s*['\"]([A-Za-z0-9_]+)['\"]")
+_PICK = re.compile(r"pick\(\s*['\"]([A-Za-z0-9_]+)['\"]\s*[,)]")  # literal names only; pick('f_' ~ form) is dynamic
 
 
 def check_references(g: LoadedGrammar, path: Path) -> None:
@@ -123,6 +123,7 @@ def check_references(g: LoadedGrammar, path: Path) -> None:
 
 
 _env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False)
+del _env.filters["random"]  # unseeded: it would break byte-identical output; use one(xs) instead
 _SPACES = re.compile(r"[ \t]+")
 _BLANKS = re.compile(r"\n\s*\n\s*\n+")
 
@@ -168,7 +169,7 @@ class Renderer:
         if self.depth > 40:
             raise UserError(f"grammar {list(self.g.ids)[0]}: fragments nest deeper than 40 (a pick() cycle?)")
         try:
-            return self._template(text).render(**self.context, **(extra or {}))
+            return self._template(text).render({**self.context, **(extra or {})})
         except jinja2.UndefinedError as exc:
             raise UserError(f"grammar {list(self.g.ids)[0]}: fragment {text[:60]!r}: {exc.message}") from None
         finally:
