@@ -32,8 +32,8 @@ def timed(fn, repeats: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--instances", type=int, default=16)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--instances", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--batch", type=int, default=4)
     args = ap.parse_args()
 
@@ -60,16 +60,19 @@ def main() -> None:
 
     @torch.inference_mode()
     def plain():
+        # One row per instance: its prompt followed by all its choices, left-padded; logits for the choice tokens.
         for b in batches:
-            seqs = [p + [t for c in cs for t in c] for p, cs in b]
-            width = max(map(len, seqs))
+            seqs = [(p + [t for c in cs for t in c], sum(map(len, cs))) for p, cs in b]
+            width = max(len(s) for s, _ in seqs)
             ids = torch.full((len(seqs), width), pad)
             mask = torch.zeros((len(seqs), width), dtype=torch.long)
-            for r, s in enumerate(seqs):
-                ids[r, : len(s)] = torch.tensor(s)
-                mask[r, : len(s)] = 1
+            for r, (s, _) in enumerate(seqs):
+                ids[r, width - len(s) :] = torch.tensor(s)
+                mask[r, width - len(s) :] = 1
             with backend._ctx():
-                backend.model(input_ids=ids, attention_mask=mask).logits.float().logsumexp(-1)
+                out = backend.model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                                    use_cache=False, logits_to_keep=max(k for _, k in seqs))
+                out.logits.float().logsumexp(-1)
 
     t_reuse = timed(reuse, args.repeats)
     t_naive = timed(naive, args.repeats)

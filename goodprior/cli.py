@@ -14,7 +14,7 @@ from goodprior.errors import UserError
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Measure and repair agentic misalignment.")
 scenarios_app = typer.Typer(no_args_is_help=True, help="List, show and validate honeypot scenario families.")
 app.add_typer(scenarios_app, name="scenarios")
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 150)  # logs and pipes get wide tables, not 80 columns
 
 ScenariosOpt = typer.Option(None, "--scenarios", help="A scenario YAML file or folder (default: the built-in library).")
 
@@ -193,7 +193,9 @@ def run_cmd(
     folder = out or Path("runs") / exp.id
     Runner(exp, folder, console).run()
     md, html, results = make_report(folder)
-    console.print(rich_table(f"{exp.id}: baseline and arms", HEADER[:10], [r[:10] for r in main_rows(results)]))
+    cols = [0, 1, 2, 3, 4, 6, 7, 9]  # arm, held-out and train propensity with deltas, persona with delta, tokens
+    console.print(rich_table(f"{exp.id}: baseline and arms", [HEADER[c] for c in cols],
+                             [[row[c] for c in cols] for row in main_rows(results)]))
     console.print(f"report: {html}  (also {md})")
 
 

@@ -20,7 +20,8 @@ class EvalConfig(BaseModel):
     mode: Literal["logprob", "generate"] = Field("logprob", description="Score matched choices, or sample and grade.")
     split: Literal["heldout", "train", "all"] = "heldout"
     families: list[str] = Field(default_factory=list, description="Restrict to these family ids.")
-    limit: int | None = Field(None, ge=1, description="At most this many pressured instances (their controls and name-swaps are added).")
+    limit: int | None = Field(None, ge=1, description="At most this many pressured instances, spread over families and "
+                              "splits (their controls and name-swapped twins are added).")
     max_pairs: int | None = Field(None, ge=1, description="Score only the first N matched pairs per instance (faster).")
     samples: int = Field(1, ge=1, description="Generate mode: samples per instance.")
     temperature: float = Field(0.7, ge=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from itertools import zip_longest
 from collections.abc import Callable
 from datetime import datetime, timezone
 
@@ -21,13 +22,27 @@ Advance = Callable[[int], None]
 
 
 def plan(library: Library, cfg: EvalConfig, own_name: str) -> list[Instance]:
-    """Selected instances plus, for every pressured one, its control and its name-swapped twin."""
+    """Selected instances plus, for every pressured one, its control and its name-swapped twin.
+
+    With a limit, pressured instances are drawn round-robin over families, held-out and train-split families
+    alternating, each family's instances in a seeded order: even a small limit covers both splits.
+    """
     everything = library.instances(cfg.split, cfg.families or None, own_name)
     if cfg.limit is None:
         return everything
     by_id = {i.id: i for i in everything}
-    pressured = sorted((i for i in everything if i.is_honeypot),
-                       key=lambda i: hashlib.sha1(f"{cfg.seed}:{i.id}".encode()).hexdigest())[: cfg.limit]
+    queues: dict[str, list[Instance]] = {}
+    for inst in sorted((i for i in everything if i.is_honeypot),
+                       key=lambda i: hashlib.sha1(f"{cfg.seed}:{i.id}".encode()).hexdigest()):
+        queues.setdefault(inst.family, []).append(inst)
+    held = [f for f in sorted(queues) if library.families[f].split == "heldout"]
+    train = [f for f in sorted(queues) if library.families[f].split == "train"]
+    order = [f for pair in zip_longest(held, train) for f in pair if f]
+    pressured: list[Instance] = []
+    while len(pressured) < cfg.limit and any(queues.values()):
+        for family in order:
+            if queues[family] and len(pressured) < cfg.limit:
+                pressured.append(queues[family].pop(0))
     wanted = set()
     for inst in pressured:
         twin = by_id[inst.name_swap_id]

@@ -93,3 +93,11 @@ def test_summaries_have_intervals_and_context_shift(tmp_path, backend, lib):
     assert 0 < fam.propensity.value < 1 and fam.propensity.low <= fam.propensity.value <= fam.propensity.high
     assert fam.context_shift.n >= 6 and fam.name_gap.n >= 1 and fam.persona.n == fam.n
     assert {r.label for r in s["factor"]} >= {"goal=explicit", "threat=none", "name=own", "nudge=on"}
+
+
+def test_limit_spreads_over_families_and_splits():
+    lib = Library.load()
+    insts = {i.id: i for i in plan(lib, EvalConfig(split="all", limit=2), "Tiny")}
+    assert {i.split for i in insts.values()} == {"heldout", "train"}
+    ten = plan(lib, EvalConfig(split="all", limit=10), "Tiny")
+    assert len({i.family for i in ten}) == 10

@@ -105,11 +105,15 @@ class HFBackend(Backend):
 
     def score(self, requests: list[ScoreRequest], reuse_prefix: bool = True) -> list[list[Score]]:
         encoded = [self.encode_request(r) for r in requests]
-        out: list[list[Score]] = []
-        step = self.batch_size
-        for i in range(0, len(encoded), step):
-            batch = encoded[i : i + step]
-            out += self.score_encoded(batch) if reuse_prefix else self.score_encoded_naive(batch)
+        # Batch prompts of similar length together (less padding), then restore the caller's order.
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
+        out: list[list[Score]] = [[] for _ in encoded]
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            batch = [encoded[i] for i in idx]
+            scored = self.score_encoded(batch) if reuse_prefix else self.score_encoded_naive(batch)
+            for i, scores in zip(idx, scored):
+                out[i] = scores
         return out
 
     @torch.inference_mode()
@@ -145,6 +149,7 @@ class HFBackend(Backend):
         with self._ctx():
             second = self.model(input_ids=cont_ids, attention_mask=mask, position_ids=cont_pos,
                                 cache=cache, use_cache=False)
+        del cache  # the repeated prompt cache is the largest allocation here
         # Token t of a continuation is predicted by the logits one step before it.
         logits = torch.cat([next_logits[owner].unsqueeze(1), second.logits[:, :-1].float()], dim=1)
         token_lp = logits.gather(-1, cont_ids.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
@@ -153,21 +158,25 @@ class HFBackend(Backend):
 
     @torch.inference_mode()
     def score_encoded_naive(self, items: list[tuple[list[int], list[list[int]]]]) -> list[list[Score]]:
-        """Reference: re-encode prompt + continuation for every continuation (no prefix reuse)."""
+        """Reference: re-encode prompt + continuation for every continuation (no prefix reuse). Rows are
+        left-padded so every continuation ends the row, and logits are computed only for the last positions."""
         dev, pad = self.device, self.tokenizer.pad_token_id
         rows = [(p, c) for p, conts in items for c in conts]
         width = max(len(p) + len(c) for p, c in rows)
+        keep = max(len(c) for _, c in rows) + 1
         ids = torch.full((len(rows), width), pad, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for r, (p, c) in enumerate(rows):
-            ids[r, : len(p) + len(c)] = torch.tensor(p + c)
-            mask[r, : len(p) + len(c)] = 1
+            ids[r, width - len(p) - len(c) :] = torch.tensor(p + c)
+            mask[r, width - len(p) - len(c) :] = 1
         ids, mask = ids.to(dev), mask.to(dev)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
         with self._ctx():
-            logits = self.model(input_ids=ids, attention_mask=mask).logits.float()
+            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False,
+                                logits_to_keep=keep).logits.float()
         sums = []
-        for r, (p, c) in enumerate(rows):
-            lg = logits[r, len(p) - 1 : len(p) + len(c) - 1]
+        for r, (_, c) in enumerate(rows):
+            lg = logits[r, keep - len(c) - 1 : keep - 1]  # positions predicting the continuation's tokens
             target = torch.tensor(c, device=dev)
             sums.append((lg.gather(-1, target.unsqueeze(-1)).squeeze(-1) - lg.logsumexp(-1)).sum().item())
         return _regroup(items, sums)
