@@ -344,7 +344,29 @@ def token_counter(model: str | None):
     return (lambda text: len(tok(text, add_special_tokens=False)["input_ids"])), f"the {model} tokenizer"
 
 
+def quiet_libraries() -> None:
+    """goodprior draws its own progress bars; the libraries' per-step bars and warnings only add noise."""
+    import logging
+    import os
+    import warnings
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="peft|trl|transformers")
+    try:
+        import datasets
+        import transformers
+
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+        datasets.disable_progress_bars()
+        logging.getLogger("datasets").setLevel(logging.ERROR)
+    except ImportError:
+        pass
+
+
 def main() -> None:
+    quiet_libraries()
     try:
         app()
     except UserError as exc:

@@ -228,7 +228,8 @@ def attach_adapter(model: Any, adapter: str, model_name: str) -> Any:
     if not Path(adapter, "adapter_config.json").exists():
         raise UserError(f"adapter {adapter!r}: no adapter_config.json there")
     try:
-        return PeftModel.from_pretrained(model, adapter).eval()
+        # Merged into the base weights, LoRA costs nothing at inference (identical outputs up to float rounding).
+        return PeftModel.from_pretrained(model, adapter).merge_and_unload().eval()
     except (RuntimeError, ValueError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0][:200]
         raise UserError(f"adapter {adapter!r} does not fit model {model_name!r}: {first}") from None

@@ -50,6 +50,7 @@ def train(cfg: TrainConfig, model: Any = None, tokenizer: Any = None, callbacks:
     from datasets import Dataset
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.trainer_callback import PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
     out = Path(cfg.out)
@@ -96,6 +97,7 @@ def train(cfg: TrainConfig, model: Any = None, tokenizer: Any = None, callbacks:
         dataloader_num_workers=0, disable_tqdm=True, gradient_checkpointing=False,
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, callbacks=callbacks)
+    trainer.remove_callback(PrinterCallback)  # the loss curve is kept in train_summary.json; no per-step prints
 
     # 5. train, resuming if a checkpoint exists
     resume = last_checkpoint(out)
