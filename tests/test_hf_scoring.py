@@ -48,3 +48,14 @@ def test_generate_returns_n_samples(backend):
     out = backend.generate([GenerateRequest(conv, n=2, temperature=1.0, max_tokens=5, seed=1)] * 2)
     assert len(out) == 2 and all(len(s) == 2 for s in out)
     assert all(isinstance(t, str) for s in out for t in s)
+
+
+def test_length_groups_bound_padding():
+    from goodprior.backends.hf import length_groups
+
+    lengths = [90, 25, 60, 24, 88, 30, 100]
+    groups = length_groups(lengths)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+    for g in groups:
+        assert max(lengths[i] for i in g) <= 1.5 * min(lengths[i] for i in g)
+    assert len(groups) == 2

@@ -62,7 +62,7 @@ def test_findings_separate_clear_and_unclear_differences():
     text = findings([base, good, flat])
     assert "outside their paired 95% intervals: good lowers it by 10.0 points" in text
     assert "include zero" in text and "flat raises it by 1.0 points" in text
-    assert "negative control (flat) raises" in text
+    assert "negative control (flat) raises held-out propensity; it does not, at this sample size" in text
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (CI installs it)")

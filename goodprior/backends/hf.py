@@ -118,7 +118,7 @@ class HFBackend(Backend):
 
     @torch.inference_mode()
     def score_encoded(self, items: list[tuple[list[int], list[list[int]]]]) -> list[list[Score]]:
-        """Prompt once per item (KV cache), then all continuations of all items in one batch."""
+        """Prompt once per item (KV cache), then the continuations of all items, batched by similar length."""
         dev, pad = self.device, self.tokenizer.pad_token_id
         width = max(len(p) for p, _ in items)
         prompt_ids = torch.full((len(items), width), pad, dtype=torch.long)
@@ -132,9 +132,20 @@ class HFBackend(Backend):
             first = self.model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions,
                                use_cache=True, logits_to_keep=1)
         next_logits = first.logits[:, -1, :].float()
-        cache = first.cache
-
+        prompt_kv = [(layer.keys, layer.values) for layer in first.cache.layers]
         rows = [(b, c) for b, (_, conts) in enumerate(items) for c in conts]
+        sums = [0.0] * len(rows)
+        for group in length_groups([len(c) for _, c in rows]):
+            for r, value in zip(group, self._score_rows([rows[r] for r in group], prompt_kv, prompt_mask, positions,
+                                                        next_logits)):
+                sums[r] = value
+        return _regroup(items, sums)
+
+    def _score_rows(self, rows: list[tuple[int, list[int]]], prompt_kv, prompt_mask, positions, next_logits) -> list[float]:
+        """Score continuation rows against their prompts' cached keys and values (one forward pass)."""
+        from transformers import DynamicCache
+
+        dev, pad = self.device, self.tokenizer.pad_token_id
         owner = torch.tensor([b for b, _ in rows], device=dev)
         cwidth = max(len(c) for _, c in rows)
         cont_ids = torch.full((len(rows), cwidth), pad, dtype=torch.long)
@@ -143,18 +154,19 @@ class HFBackend(Backend):
             cont_ids[r, : len(c)] = torch.tensor(c)
             cont_mask[r, : len(c)] = 1
         cont_ids, cont_mask = cont_ids.to(dev), cont_mask.to(dev)
-        cache.batch_select_indices(owner)  # repeat each prompt's cache once per continuation
+        cache = DynamicCache()
+        for i, (k, v) in enumerate(prompt_kv):  # each prompt's cache, repeated once per continuation
+            cache.update(k[owner], v[owner], i)
         mask = torch.cat([prompt_mask[owner], cont_mask], dim=1)
         cont_pos = positions[owner, -1:] + 1 + torch.arange(cwidth, device=dev)
         with self._ctx():
-            second = self.model(input_ids=cont_ids, attention_mask=mask, position_ids=cont_pos,
-                                cache=cache, use_cache=False)
+            logits = self.model(input_ids=cont_ids, attention_mask=mask, position_ids=cont_pos, cache=cache,
+                                use_cache=False).logits
         del cache  # the repeated prompt cache is the largest allocation here
         # Token t of a continuation is predicted by the logits one step before it.
-        logits = torch.cat([next_logits[owner].unsqueeze(1), second.logits[:, :-1].float()], dim=1)
+        logits = torch.cat([next_logits[owner].unsqueeze(1), logits[:, :-1].float()], dim=1)
         token_lp = logits.gather(-1, cont_ids.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
-        sums = (token_lp * cont_mask).sum(-1).tolist()
-        return _regroup(items, sums)
+        return (token_lp * cont_mask).sum(-1).tolist()
 
     @torch.inference_mode()
     def score_encoded_naive(self, items: list[tuple[list[int], list[list[int]]]]) -> list[list[Score]]:
@@ -212,6 +224,19 @@ class HFBackend(Backend):
             )
         texts = tok.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
         return [texts[k * first.n : (k + 1) * first.n] for k in range(len(batch))]
+
+
+def length_groups(lengths: list[int], max_ratio: float = 1.5) -> list[list[int]]:
+    """Indices grouped so that within a group the longest is at most `max_ratio` x the shortest: continuations
+    of very different lengths (a 90-token tool call, a 25-token self-description) are not padded to each other."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    groups: list[list[int]] = []
+    for i in order:
+        if groups and lengths[i] <= max_ratio * max(1, lengths[groups[-1][0]]):
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
 
 
 def _regroup(items: list[tuple[list[int], list[list[int]]]], sums: list[float]) -> list[list[Score]]:

@@ -51,7 +51,7 @@ def _averaged(db: RunDB, eval_ids: list[str]) -> dict[str, InstanceScore]:
     runs = [instance_scores(db, e) for e in eval_ids]
     common = set.intersection(*(set(r) for r in runs)) if runs else set()
     out = {}
-    for iid in common:
+    for iid in sorted(common):  # a fixed order keeps the seeded bootstrap reproducible
         first = runs[0][iid]
         out[iid] = InstanceScore(first.instance_id, first.family, first.family_version, first.split, first.setting,
                                  first.factors, mean(r[iid].propensity for r in runs),

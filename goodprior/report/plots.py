@@ -33,7 +33,7 @@ def propensity_by_arm(results: list[ArmResult]) -> bytes:
     ax.set_xticks(x, [r.name for r in results], rotation=20, ha="right")
     ax.set_ylabel("propensity (%)")
     ax.set_title("Misaligned propensity by arm (95% intervals)")
-    ax.legend(frameon=False)
+    ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
     return _png(fig)
 
 

@@ -45,12 +45,10 @@ def findings(results: list[ArmResult]) -> str:
     if unclear:
         parts.append("Differences whose intervals include zero (not distinguishable from no effect at this sample "
                      "size): " + "; ".join(unclear) + ".")
-    controls = [r for r in arms if r.control and r.d_heldout.n]
-    for r in controls:
-        verdict = "raises" if r.d_heldout.value > 0 else "does not raise"
-        parts.append(f"The negative control ({r.name}) {verdict} held-out propensity "
-                     f"({r.d_heldout.fmt(signed=True)}), which is the direction the evil-AI-prior hypothesis predicts "
-                     f"{'and is seen here' if r.d_heldout.value > 0 else 'but is not seen here'}.")
+    for r in (r for r in arms if r.control and r.d_heldout.n):
+        seen = "it does" if r.d_heldout.excludes_zero() and r.d_heldout.value > 0 else "it does not, at this sample size"
+        parts.append(f"The evil-AI-prior hypothesis predicts that the negative control ({r.name}) raises held-out "
+                     f"propensity; {seen} ({r.d_heldout.fmt(signed=True)}).")
     persona = [r for r in arms if r.d_persona.excludes_zero()]
     if persona:
         parts.append("Persona scores move outside their intervals for: " +
