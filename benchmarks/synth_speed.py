@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import tempfile
 import threading
 import time
@@ -60,7 +61,8 @@ class SlowServer(BaseHTTPRequestHandler):
         try:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             time.sleep(cls.delay)
-            text = f"Reply {cls.requests} " + " ".join(f"w{(cls.requests * 7 + k) % 997}" for k in range(80))
+            rng = random.Random(cls.requests)  # distinct text per request, so the dedup filter keeps it
+            text = " ".join(f"w{rng.randrange(5000)}" for _ in range(80))
             payload = json.dumps({"choices": [{"index": i, "message": {"role": "assistant", "content": text},
                                                "finish_reason": "stop"} for i in range(body.get("n", 1))],
                                   "usage": {"prompt_tokens": 100, "completion_tokens": 80}}).encode()

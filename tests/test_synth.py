@@ -177,3 +177,13 @@ def test_tidy_leaves_code_alone():
 
     text = "Run  this :\n```python\ndef f():\n    return 1\n```\n  then   python3 -m venv .venv , done ."
     assert tidy(text) == "Run this:\n```python\ndef f():\n    return 1\n```\nthen python3 -m venv .venv, done."
+
+
+def test_rendering_from_many_threads_matches_sequential(grammar_dir):
+    from concurrent.futures import ThreadPoolExecutor
+
+    b = GrammarBuilder(toy_recipe(), load_spec(), 0, grammar_dir)
+    sequential = [b.example(i) for i in range(200)]
+    with ThreadPoolExecutor(8) as pool:
+        threaded = list(pool.map(b.example, range(200)))
+    assert threaded == sequential

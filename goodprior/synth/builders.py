@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,11 @@ class GrammarBuilder:
         self.recipe, self.spec, self.seed = recipe, spec, seed
         self.grammar: LoadedGrammar = load_grammar(recipe.grammar, grammar_dir)
         self.renderer = Renderer(self.grammar, spec)
+        self.lock = threading.Lock()  # the renderer holds per-example state; LLM builds call from many threads
 
     def plan_and_render(self, index: int) -> tuple[dict[str, Any], dict[str, Any]]:
-        return self.renderer.example(f"{self.seed}:{self.recipe.id}:{index}")
+        with self.lock:
+            return self.renderer.example(f"{self.seed}:{self.recipe.id}:{index}")
 
     def example(self, index: int) -> dict[str, Any]:
         plan, out = self.plan_and_render(index)
@@ -144,6 +147,7 @@ class HoneypotBuilder:
         self.common = load_grammar("common")
         self.grammar = load_grammar(recipe.grammar) if recipe.grammar else None
         self.renderer = Renderer(self.grammar, spec) if self.grammar else None
+        self.lock = threading.Lock()  # see GrammarBuilder
         if recipe.deliberate and self.renderer is None:
             raise UserError(f"recipe {recipe.id}: deliberate needs a grammar")
 
@@ -183,7 +187,8 @@ class HoneypotBuilder:
             notes = self.notes(family)
             base = {**inst.context, "family": {"id": family.id, "title": family.title}, "pair_id": pair.id,
                     "notes": notes, "pair_notes": notes.get("pairs", {}).get(pair.id, {})}
-            dplan, out = self.renderer.example(f"{self.seed}:{self.recipe.id}:{index}:deliberation", base)
+            with self.lock:
+                dplan, out = self.renderer.example(f"{self.seed}:{self.recipe.id}:{index}:deliberation", base)
             content = out.get("text", "")
             plan["deliberation"] = plan_summary(dplan)
             principles = principles_in(dplan)
