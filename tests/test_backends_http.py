@@ -4,7 +4,6 @@ import hashlib
 import json
 import random
 import re
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,7 +16,6 @@ from goodprior.backends.anthropic import AnthropicBackend
 from goodprior.backends.chat_format import continuation_text
 from goodprior.backends.http import HttpOptions, retry_after_seconds
 from goodprior.backends.openai_compat import OpenAICompatBackend
-from goodprior.cli import main
 from goodprior.errors import UserError
 from goodprior.measure.grading import gate_grade
 from goodprior.scenarios.instances import build_instance, parse_instance_id
@@ -412,15 +410,7 @@ def test_anthropic_tool_use_and_no_scoring(server, opened, monkeypatch):
 
 
 # ---------------------------------------------------------------------- end to end through the CLI
-def run_cli(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["goodprior", *map(str, args)])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from cli_runner import run_cli  # noqa: E402
 
 
 def test_cli_eval_generate_with_judge_and_key_hygiene(server, monkeypatch, capsys, tmp_path):

@@ -1,35 +1,12 @@
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-from goodprior.cli import main
+from cli_runner import run_cli as run
 
 BLACKMAIL = Path(__file__).parents[1] / "goodprior/scenarios/families/blackmail.yaml"
 IID = "blackmail/summitbridge/goal=explicit,threat=replacement,name=generic,nudge=off"
-
-
-def run(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["goodprior", *map(str, args)])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    from tiny import tiny_model, tiny_tokenizer
-
-    path = tmp_path_factory.mktemp("tiny-model")
-    tok = tiny_tokenizer()
-    tiny_model(len(tok)).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
 
 
 def test_validate_bad_file_is_one_line(monkeypatch, capsys, tmp_path):

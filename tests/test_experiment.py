@@ -6,17 +6,6 @@ from goodprior.errors import UserError
 from goodprior.experiment import Experiment, Runner, cell_ids
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    from tiny import tiny_model, tiny_tokenizer
-
-    path = tmp_path_factory.mktemp("tiny-model")
-    tok = tiny_tokenizer()
-    tiny_model(len(tok)).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
-
-
 def experiment(model) -> Experiment:
     return Experiment.model_validate({
         "id": "t", "model": str(model), "tokens": 300, "seeds": [0],
