@@ -93,15 +93,9 @@ def _load_backend(model: str, adapter: str | None, dtype: str, device: str, batc
 
 
 def _show_and_export(folder: Path, db, eval_ids: list[str] | None = None) -> None:
-    from goodprior.export import eval_sections, export_run
-    from goodprior.tables import rich_table
+    from goodprior.export import show_and_export
 
-    for ev in db.evals():
-        if eval_ids is None or ev["eval_id"] in eval_ids:
-            for title, header, rows in eval_sections(db, ev):
-                if not title.endswith(": factor"):
-                    console.print(rich_table(title, header, rows))
-    path = export_run(folder, db)
+    path = show_and_export(folder, db, console, eval_ids)
     console.print(f"wrote {path}, {folder / 'results.jsonl'}, {folder / 'results.sqlite'}")
 
 

@@ -21,19 +21,14 @@ def import_inspect_cmd(
     """Import an Inspect eval log as a generate-mode eval, re-graded with goodprior's rule gates."""
     from rich.console import Console
 
-    from goodprior.export import eval_sections, export_run
+    from goodprior.export import show_and_export
     from goodprior.inspect_import import import_inspect_log, read_inspect_log
     from goodprior.store import RunDB
-    from goodprior.tables import rich_table
 
     data = read_inspect_log(log, name, scenarios)  # validate fully before creating the run folder
     db = RunDB(out / "results.sqlite")
     eval_id = import_inspect_log(db, data)
     console = Console()
-    for ev in db.evals():
-        if ev["eval_id"] == eval_id:
-            for title, header, rows in eval_sections(db, ev):
-                console.print(rich_table(title, header, rows))
-    path = export_run(out, db)
+    path = show_and_export(out, db, console, [eval_id])
     skipped = f"; {data.skipped} errored samples skipped" if data.skipped else ""
     console.print(f"imported {len(data.rows)} samples as {eval_id}{skipped}; wrote {path}, {out / 'results.jsonl'}")

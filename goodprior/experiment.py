@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,11 @@ def cell_ids(exp: Experiment) -> list[tuple[str, dict[str, Any]]]:
     return cells
 
 
+def adapter_dir(run: Path, arm: str, seed: int) -> Path:
+    """Where an arm x seed adapter lives inside a run folder ('+' is kept out of folder names)."""
+    return run / "adapters" / f"{arm.replace('+', '_')}-s{seed}"
+
+
 def eval_id(arm: str, seed: int | None) -> str:
     return "baseline" if arm == "baseline" else f"{arm}/s{seed}"
 
@@ -131,7 +137,7 @@ class Runner:
         return self.out / "data" / data_arm
 
     def adapter_dir(self, arm: str, seed: int) -> Path:
-        return self.out / "adapters" / f"{arm.replace('+', '_')}-s{seed}"
+        return adapter_dir(self.out, arm, seed)
 
     def run_synth(self, data_arm: str, advance: Callable[[int], None]) -> None:
         from goodprior.scenarios.library import Library
@@ -180,6 +186,7 @@ class Runner:
         backend.batch_size = cfg.batch_size
         run_eval(self.db, cfg, backend, Library.load(), load_persona(), progress=progress)
 
+    @cached_property
     def eval_size(self) -> int:
         from goodprior.config import EvalConfig
         from goodprior.evaluate import plan
@@ -195,7 +202,7 @@ class Runner:
             return 10.0
         if info["stage"] == "train":
             return self.exp.tokens / 250.0 + 15
-        return self.eval_size() * 1.6 + 5
+        return self.eval_size * 1.6 + 5
 
     def run(self, on_stage: Callable[[str, int], Any] | None = None) -> None:
         from goodprior.progress import make_progress

@@ -46,6 +46,18 @@ def eval_sections(db: RunDB, ev: dict) -> list[tuple[str, list[str], list[list[s
     return [(f"{eval_id}: {name}", tables.GENERATE_HEADER, tables.generate_rows(rows)) for name, rows in groups.items()]
 
 
+def show_and_export(folder: Path, db: RunDB, console, eval_ids: list[str] | None = None) -> Path:
+    """Print the tables of the given evals (all if None; factor tables stay in summary.md), then export."""
+    from goodprior.tables import rich_table
+
+    for ev in db.evals():
+        if eval_ids is None or ev["eval_id"] in eval_ids:
+            for title, header, rows in eval_sections(db, ev):
+                if not title.endswith(": factor"):
+                    console.print(rich_table(title, header, rows))
+    return export_run(folder, db)
+
+
 def export_run(folder: Path, db: RunDB) -> Path:
     evals = db.evals()
     write_jsonl_atomic(folder / "results.jsonl", (row for ev in evals for row in result_rows(db, ev)))

@@ -12,15 +12,14 @@ from goodprior.store import RunDB
 
 
 def experiment_config(db: RunDB) -> dict | None:
-    try:
-        rows = db.query("SELECT config FROM experiment")
-    except Exception:  # a plain `goodprior eval` folder has no experiment table
-        return None
+    if not db.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'experiment'"):
+        return None  # a plain `goodprior eval` folder
+    rows = db.query("SELECT config FROM experiment")
     return json.loads(rows[0]["config"]) if rows else None
 
 
 def make_report(folder: Path, baseline: str | None = None) -> tuple[Path, Path, list[ArmResult]]:
-    from goodprior.experiment import eval_id
+    from goodprior.experiment import adapter_dir, eval_id
 
     db = RunDB.open_existing(folder)
     evals = [e for e in db.evals() if e["mode"] == "logprob"]
@@ -33,7 +32,7 @@ def make_report(folder: Path, baseline: str | None = None) -> tuple[Path, Path, 
             ids = [eval_id(a["name"], s) for s in exp["seeds"] if eval_id(a["name"], s) in have]
             if ids:
                 arms.append({"name": a["name"], "control": a.get("control", False), "eval_ids": ids, "seeds": exp["seeds"]})
-                adapters[a["name"]] = [folder / "adapters" / f"{a['name'].replace('+', '_')}-s{s}" for s in exp["seeds"]]
+                adapters[a["name"]] = [adapter_dir(folder, a["name"], s) for s in exp["seeds"]]
         if "baseline" not in have:
             raise UserError(f"{folder}: the baseline has not been evaluated yet; run the experiment first")
         cells = {r["cell"]: r["seconds"] for r in db.query("SELECT cell, seconds FROM cells")}

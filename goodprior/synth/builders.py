@@ -34,7 +34,11 @@ class GrammarBuilder:
             return self.renderer.example(f"{self.seed}:{self.recipe.id}:{index}")
 
     def example(self, index: int) -> dict[str, Any]:
-        plan, out = self.plan_and_render(index)
+        return self.row(index, *self.plan_and_render(index))
+
+    def row(self, index: int, plan: dict[str, Any], out: dict[str, Any]) -> dict[str, Any]:
+        """The dataset row of a rendered plan, with its provenance."""
+        out = dict(out)
         if "messages" in out and isinstance(plan.get("tools"), list):  # unused tools offered to the assistant
             out["tools"] = json.dumps(plan["tools"], ensure_ascii=False)
         return {**out, "meta": meta(self.recipe, self.spec, self.seed, index, plan_summary(plan), principles_in(plan),
@@ -174,7 +178,10 @@ class HoneypotBuilder:
         return family, inst, rng.choice(inst.pairs)
 
     def example(self, index: int) -> dict[str, Any]:
-        family, inst, pair = self.draw(index)
+        return self.row(index, *self.draw(index))
+
+    def row(self, index: int, family: Family, inst: Instance, pair: Any) -> dict[str, Any]:
+        """The dataset row of a drawn (family, instance, pair): prompt, aligned action, optional deliberation."""
         # OpenAI shape with JSON-string arguments: one Arrow type for every family's calls.
         calls = [{**c.as_openai(i), "function": {"name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)}}
                  for i, c in enumerate(pair.aligned.calls)]

@@ -113,7 +113,7 @@ class LLMWriter:
     def grammar_item(self, index: int) -> tuple[dict | None, str]:
         assert isinstance(self.builder, GrammarBuilder)
         plan, offline = self.builder.plan_and_render(index)
-        row = self.builder.example(index)
+        row = self.builder.row(index, plan, offline)
         principles = [p for p in plan.values() if isinstance(p, Principle)] or [self.spec.principles[0]]
         spec_part = "\n\n".join(principle_text(p) for p in principles)
         plan_json = row["meta"]["plan"]
@@ -139,8 +139,8 @@ class LLMWriter:
 
     def honeypot_item(self, index: int) -> tuple[dict | None, str]:
         assert isinstance(self.builder, HoneypotBuilder)
-        row = self.builder.example(index)
-        family, inst, _ = self.builder.draw(index)
+        family, inst, pair = self.builder.draw(index)
+        row = self.builder.row(index, family, inst, pair)
         conv = inst.conversation
         if self.recipe.deliberate:  # context distillation: the note steers the reply, then is dropped
             conv = Conversation(f"{conv.system}\n\n{VALUES_NOTE}", conv.messages, conv.tools)
