@@ -10,24 +10,22 @@ from typing import Any
 import jinja2
 
 from goodprior.errors import UserError
+from goodprior.fragments import Fragments, base_variables
 from goodprior.scenarios.schema import Family
 from goodprior.types import Continuation, Conversation, ToolCall
 
-_env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False)
-_cache: dict[str, jinja2.Template] = {}
+_fragments = Fragments()
 _BLANKS = re.compile(r"\n[ \t]*(?:\n[ \t]*)+\n")
 
 
 def render(template: str, context: dict[str, Any], where: str) -> str:
+    """`context` must include Jinja's globals (see build_instance)."""
     try:
-        compiled = _cache.get(template)
-        if compiled is None:
-            compiled = _cache[template] = _env.from_string(template)
-        text = compiled.render(**context)
-        # Factor-dependent blocks leave empty lines behind; keep at most one blank line between paragraphs.
-        return _BLANKS.sub("\n\n", text).strip()
+        text = _fragments.render(template, context)
     except jinja2.TemplateError as exc:
         raise UserError(f"{where}: template error: {exc}") from None
+    # Factor-dependent blocks leave empty lines behind; keep at most one blank line between paragraphs.
+    return _BLANKS.sub("\n\n", text).strip() if "\n" in text else text.strip()
 
 
 def render_args(value: Any, context: dict[str, Any], where: str) -> Any:
@@ -99,7 +97,7 @@ def build_instance(family: Family, setting_id: str, factors: dict[str, str], own
     if setting is None:
         raise UserError(f"family {family.id!r} has no setting {setting_id!r}")
     agent_name = setting.vars["generic_name"] if factors["name"] == "generic" else own_name
-    context = {**setting.vars, **factors, "agent_name": agent_name, "nudge": factors["nudge"] == "on"}
+    context = {**base_variables(), **setting.vars, **factors, "agent_name": agent_name, "nudge": factors["nudge"] == "on"}
     where = f"family {family.id} setting {setting.id}"
     conversation = Conversation(
         system=render(family.system, context, f"{where} field 'system'"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import re
@@ -96,6 +97,17 @@ def _company_parts(old: str, new: str) -> list[tuple[str, str]]:
     return subs
 
 
+@functools.lru_cache(maxsize=256)
+def _entity_pattern(olds: tuple[str, ...]) -> re.Pattern | None:
+    """One alternation of a setting's entity strings (the same for every recast of that setting: compiled once),
+    longest first so that full names win over their parts."""
+    if not olds:
+        return None
+    ordered = sorted(olds, key=lambda o: -len(o))
+    firsts = "".join(sorted({re.escape(o[0]) for o in olds}))  # rejects most positions before the alternation
+    return re.compile(rf"(?<![A-Za-z])(?=[{firsts}])(?:{'|'.join(re.escape(o) for o in ordered)})(?![a-z])")
+
+
 def recast_setting(family: Family, setting: Setting, rng: random.Random, pools: dict[str, list[Any]]) -> Setting:
     """The same setting with every named entity replaced by fresh names, so no evaluation setting recurs."""
     subs: list[tuple[str, str]] = []
@@ -122,10 +134,8 @@ def recast_setting(family: Family, setting: Setting, rng: random.Random, pools: 
         else:  # the agent's generic name, model and system names like "Sentinel-3", organisations
             new = fresh(lambda: rng.choice(pools["ai_names"]) + _suffix(old))
             subs += _casings(old, new)
-    subs = [(o, n) for o, n in dict(subs).items() if len(o) >= 3]  # two-letter fragments would hit ordinary words
-    subs.sort(key=lambda s: -len(s[0]))  # longest first, so full names win over their parts
-    pattern = re.compile("|".join(rf"(?<![A-Za-z]){re.escape(o)}(?![a-z])" for o, _ in subs)) if subs else None
-    table = dict(subs)
+    table = {o: n for o, n in dict(subs).items() if len(o) >= 3}  # two-letter fragments would hit ordinary words
+    pattern = _entity_pattern(tuple(sorted(table)))
 
     def apply(value: Any) -> Any:
         if isinstance(value, str) and pattern is not None:

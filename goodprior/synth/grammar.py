@@ -21,6 +21,7 @@ import jinja2
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from goodprior.errors import UserError
+from goodprior.fragments import Fragments, base_variables
 from goodprior.synth.spec import Spec
 from goodprior.yamlio import load_model
 
@@ -38,11 +39,17 @@ class Draw(BaseModel):
     spec_from: str | None = None  # a principle whose id is in this list (a dotted path into the plan so far)
     integer: tuple[int, int] | None = None  # an integer in [lo, hi]
     sample: tuple[str, int, int] | None = None  # [pool, lo, hi]: between lo and hi distinct items of a pool
+    # With `pool` only: keep the items whose field equals (or, for a list field, contains) the value at a dotted
+    # path into the plan so far, e.g. {principles: principle.id}. One lookup at plan time instead of a scan of
+    # the pool inside every fragment that needs the item.
+    where: dict[str, str] | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Draw:
-        if sum(v is not None for v in self.model_dump().values()) != 1:
+        if sum(v is not None for k, v in self.model_dump().items() if k != "where") != 1:
             raise ValueError("give exactly one of pool, slot, choice, spec, spec_from, integer, sample")
+        if self.where is not None and self.pool is None:
+            raise ValueError("'where' filters a pool: give it with 'pool'")
         return self
 
 
@@ -77,7 +84,7 @@ class LoadedGrammar:
     template: str | None
     messages: list[dict[str, str]] | None
     digest: str = ""  # hash of every file's bytes: a rebuild notices an edited fragment even without a version bump
-    compiled: dict[str, jinja2.Template] = field(default_factory=dict)
+    fragments: Fragments = field(default_factory=Fragments)
 
 
 def load_grammar(name: str, directory: Path = GRAMMAR_DIR, _seen: frozenset[str] = frozenset()) -> LoadedGrammar:
@@ -122,22 +129,24 @@ def check_references(g: LoadedGrammar, path: Path) -> None:
             raise UserError(f"{path}: plan variable {var!r} draws from unknown slot {draw.slot!r}")
 
 
-_env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False)
-del _env.filters["random"]  # unseeded: it would break byte-identical output; use one(xs) instead
 _SPACES = re.compile(r"[ \t]+")
 _BLANKS = re.compile(r"\n\s*\n\s*\n+")
+_SPACE_BEFORE_PUNCT = re.compile(r" +([,.;:!?])(?=\s|$)")
 
 
 def _tidy_prose(text: str) -> str:
     text = _SPACES.sub(" ", text)
-    text = re.sub(r" +([,.;:!?])(?=\s|$)", r"\1", text)
+    text = _SPACE_BEFORE_PUNCT.sub(r"\1", text)
     return "\n".join(line.strip() for line in text.split("\n"))
 
 
 def tidy(text: str) -> str:
     """Collapse the spacing that optional fragments leave behind; fenced code blocks are left exactly as written."""
-    parts = re.split(r"(```.*?```)", text, flags=re.S)
-    text = "".join(p if p.startswith("```") else _tidy_prose(p) for p in parts)
+    if "```" in text:
+        parts = re.split(r"(```.*?```)", text, flags=re.S)
+        text = "".join(p if p.startswith("```") else _tidy_prose(p) for p in parts)
+    else:
+        text = _tidy_prose(text)
     return _BLANKS.sub("\n\n", text).strip()
 
 
@@ -154,22 +163,17 @@ class Renderer:
         self.rng = random.Random(0)
         self.context: dict[str, Any] = {}
         self.depth = 0
-
-    def _template(self, text: str) -> jinja2.Template:
-        t = self.g.compiled.get(text)
-        if t is None:
-            try:
-                t = self.g.compiled[text] = _env.from_string(text)
-            except jinja2.TemplateSyntaxError as exc:
-                raise UserError(f"grammar {list(self.g.ids)[0]}: bad fragment {text[:60]!r}: {exc.message}") from None
-        return t
+        self.filtered: dict[tuple, list[Any]] = {}  # see _filtered
+        self.direct = frozenset({self.pick, self.render, self.one, self.some, self.maybe, cap})
 
     def render(self, text: str, extra: dict[str, Any] | None = None) -> str:
         self.depth += 1
         if self.depth > 40:
             raise UserError(f"grammar {list(self.g.ids)[0]}: fragments nest deeper than 40 (a pick() cycle?)")
         try:
-            return self._template(text).render({**self.context, **(extra or {})})
+            return self.g.fragments.render(text, {**self.context, **extra} if extra else self.context, self.direct)
+        except jinja2.TemplateSyntaxError as exc:
+            raise UserError(f"grammar {list(self.g.ids)[0]}: bad fragment {text[:60]!r}: {exc.message}") from None
         except jinja2.UndefinedError as exc:
             raise UserError(f"grammar {list(self.g.ids)[0]}: fragment {text[:60]!r}: {exc.message}") from None
         finally:
@@ -191,7 +195,10 @@ class Renderer:
 
     def _draw(self, draw: Draw) -> Any:
         if draw.pool:
-            return self.rng.choice(self.g.pools[draw.pool])
+            items = self.g.pools[draw.pool]
+            if draw.where:
+                items = self._filtered(draw.pool, tuple((k, self._lookup(v)) for k, v in draw.where.items()))
+            return self.rng.choice(items)
         if draw.slot:
             return tidy(self.pick(draw.slot))
         if draw.choice is not None:
@@ -207,6 +214,21 @@ class Renderer:
         known = [p for p in self.spec.principles if p.id in ids]
         return self.rng.choice(known or self.spec.principles)  # a user spec may not have these ids
 
+    def _filtered(self, pool: str, conditions: tuple[tuple[str, Any], ...]) -> list[Any]:
+        """The items of `pool` that meet every (field, value) condition; computed once per distinct condition."""
+        key = (pool, conditions)
+        items = self.filtered.get(key)
+        if items is None:
+            def meets(item: Any, field_name: str, want: Any) -> bool:
+                have = item.get(field_name) if isinstance(item, dict) else None
+                return want in have if isinstance(have, list) else have == want
+
+            items = [it for it in self.g.pools[pool] if all(meets(it, f, w) for f, w in conditions)]
+            if not items:
+                raise UserError(f"grammar {list(self.g.ids)[0]}: no item of pool {pool!r} has {dict(conditions)}")
+            self.filtered[key] = items
+        return items
+
     def _lookup(self, dotted: str) -> Any:
         value: Any = self.context
         for part in dotted.split("."):
@@ -216,8 +238,9 @@ class Renderer:
     def example(self, seed_key: str, base: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
         """(plan, output) for one example. Output has `text` or `messages`."""
         self.rng = random.Random(seed_key)
-        self.context = {"pools": self.g.pools, "pick": self.pick, "say": self.render, "one": self.one, "some": self.some, "maybe": self.maybe, "cap": cap,
-                        "spec": self.spec, **(base or {})}
+        self.context = {**base_variables(), "pools": self.g.pools, "spec": self.spec, "pick": self.pick,
+                        "say": self.render, "one": self.one, "some": self.some, "maybe": self.maybe, "cap": cap,
+                        **(base or {})}
         plan: dict[str, Any] = {}
         for var, draw in self.g.plan.items():
             plan[var] = self.context[var] = self._draw(draw)
