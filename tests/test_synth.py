@@ -9,7 +9,7 @@ from goodprior.scenarios.library import Library
 from goodprior.synth.build import BuildRequest, TokenCounter, build, parse_count
 from goodprior.synth.builders import GrammarBuilder, HoneypotBuilder
 from goodprior.synth.grammar import GRAMMAR_DIR
-from goodprior.synth.quality import NearDuplicateFilter, example_text, instance_text
+from goodprior.synth.quality import NearDuplicateFilter, Words, example_text, instance_text
 from goodprior.synth.recipes import Recipe, load_recipe, recipe_ids
 from goodprior.synth.spec import load_spec
 
@@ -94,9 +94,9 @@ def test_token_budget_and_summary(tmp_path, grammar_dir, counter):
 def test_near_duplicates_are_removed():
     f = NearDuplicateFilter(0.6)
     base = " ".join(f"word{i}" for i in range(200))
-    assert f.admit(base)
-    assert not f.admit(base + " extra tail")
-    assert f.admit(" ".join(f"other{i}" for i in range(200)))
+    assert f.admit(Words.of(base))
+    assert not f.admit(Words.of(base + " extra tail"))
+    assert f.admit(Words.of(" ".join(f"other{i}" for i in range(200))))
     assert f.rejected == 1
 
 
@@ -187,3 +187,24 @@ def test_rendering_from_many_threads_matches_sequential(grammar_dir):
     with ThreadPoolExecutor(8) as pool:
         threaded = list(pool.map(b.example, range(200)))
     assert threaded == sequential
+
+
+def test_leakage_audit_and_diversity_are_exact():
+    from goodprior.synth.quality import LEAK_N, LeakageReport, distinct_n, leakage_index
+    from goodprior.synth.wordhash import words
+
+    lib = Library.load()
+    heldout = next(i for i in lib.instances(own_name="SmolLM") if i.split == "heldout")
+    index = leakage_index(lib, "SmolLM")
+    assert leakage_index(lib, "SmolLM") is index  # built once per process
+    gram = words(heldout.conversation.messages[0]["content"])[20 : 20 + LEAK_N]
+    report = LeakageReport()
+    report.check(index, 0, Words.of("intro " + " ".join(gram[:-1]) + " zzzdifferent"))  # 12 of 13 words
+    assert report.heldout_examples == 0
+    report.check(index, 1, Words.of("intro " + " ".join(gram) + " outro"))
+    assert report.heldout_examples == 1 and report.first_heldout["ngram"] == " ".join(gram)
+
+    texts = ["the cat sat on the mat", "the cat sat", "a dog sat on the mat"]
+    for n in (1, 2, 3):
+        grams = [tuple(w[i : i + n]) for w in map(words, texts) for i in range(len(w) - n + 1)]
+        assert distinct_n([Words.of(t) for t in texts], n) == len(set(grams)) / len(grams)

@@ -15,7 +15,8 @@ from typing import Any
 
 from goodprior.errors import UserError
 from goodprior.scenarios.library import Library
-from goodprior.synth.quality import LEAK_N, LeakageIndex, LeakageReport, NearDuplicateFilter, distinct_n, example_text
+from goodprior.synth.quality import (LEAK_N, LeakageIndex, LeakageReport, NearDuplicateFilter, Words, distinct_n,
+                                     example_text, leakage_index)
 from goodprior.synth.recipes import Recipe
 from goodprior.synth.spec import Spec
 
@@ -120,6 +121,7 @@ def collect(req: BuildRequest, make_rows: MakeRows, count_tokens: TokenCounter, 
     dedup = NearDuplicateFilter(req.dedup_threshold)
     audit = LeakageReport()
     kept: list[dict[str, Any]] = []
+    kept_words: list[Words] = []
     total_tokens, too_long, failed, index, examined = 0, 0, 0, 0, 0
     target = req.n if req.n is not None else req.tokens
     max_attempts = 20 * (req.n or max(100, (req.tokens or 0) // 50)) + 100
@@ -140,23 +142,23 @@ def collect(req: BuildRequest, make_rows: MakeRows, count_tokens: TokenCounter, 
             if n_tokens > req.recipe.max_tokens:
                 too_long += 1
                 continue
-            text = example_text(row)
+            text = Words.of(example_text(row))
             if not dedup.admit(text):
                 continue
             audit.check(leakage, row["meta"]["index"], text)
             row["meta"]["tokens"] = n_tokens
             kept.append(row)
+            kept_words.append(text)
             total_tokens += n_tokens
             advance(n_tokens if req.n is None else 1)
     seconds = time.perf_counter() - start
-    texts = [example_text(r) for r in kept]
     stats = {
         "examples": len(kept), "tokens": total_tokens, "examined": examined, "near_duplicates_removed": dedup.rejected,
         "too_long_removed": too_long, "failed": failed, "seconds": round(seconds, 3),
         "examples_per_second": round(len(kept) / seconds, 1) if seconds else None,
         "mean_tokens": round(total_tokens / len(kept), 1) if kept else 0,
-        "distinct_1": round(distinct_n(texts, 1), 4), "distinct_2": round(distinct_n(texts, 2), 4),
-        "distinct_3": round(distinct_n(texts, 3), 4),
+        "distinct_1": round(distinct_n(kept_words, 1), 4), "distinct_2": round(distinct_n(kept_words, 2), 4),
+        "distinct_3": round(distinct_n(kept_words, 3), 4),
         "principles": sorted({p for r in kept for p in r["meta"]["principles"]}),
     }
     return kept, {"stats": stats, "leakage": audit.as_dict()}
@@ -169,7 +171,7 @@ def build(req: BuildRequest, make_rows: MakeRows, count_tokens: TokenCounter, li
                                    "families": {f.id: f.version for f in library.families.values()}})
     if is_up_to_date(req.out, fingerprint):
         return {**json.loads((req.out / SUMMARY_FILE).read_text()), "up_to_date": True}
-    leakage = LeakageIndex.build(library.instances(own_name=req.own_name))
+    leakage = leakage_index(library, req.own_name)
     rows, report = collect(req, make_rows, count_tokens, leakage, advance, chunk)
     if not report["leakage"]["passed"]:
         first = report["leakage"]["first_heldout_overlap"]

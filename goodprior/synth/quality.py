@@ -1,24 +1,38 @@
-"""Quality gates for synthetic data: near-duplicate removal, the leakage audit, diversity statistics."""
+"""Quality gates for synthetic data: near-duplicate removal, the leakage audit, diversity statistics.
+
+All three work on hashed words (see wordhash): an example's words are hashed once and shared by every gate.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from datasketch import MinHash, MinHashLSH
 
 from goodprior.errors import UserError
 from goodprior.scenarios.instances import Instance
+from goodprior.scenarios.library import Library
+from goodprior.synth.wordhash import ngram_hashes, word_hashes, words
 
-_WORD = re.compile(r"[a-z0-9]+")
 LEAK_N = 13  # n-gram length of the leakage audit (as in the GPT-3 / Llama contamination studies)
 
 
-def words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
+@dataclass
+class Words:
+    """An example's words and their hashes."""
+
+    tokens: list[str]
+    hashes: np.ndarray
+
+    @classmethod
+    def of(cls, text: str) -> Words:
+        tokens = words(text)
+        return cls(tokens, word_hashes(tokens))
 
 
 def example_text(row: dict[str, Any]) -> str:
@@ -34,11 +48,11 @@ def example_text(row: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def ngrams(tokens: list[str], n: int) -> set[tuple[str, ...]]:
-    return {tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)}
-
-
 # ---------------------------------------------------------------- near-duplicates
+
+
+def _identity(value: int) -> int:
+    return value
 
 
 class NearDuplicateFilter:
@@ -50,17 +64,18 @@ class NearDuplicateFilter:
             raise UserError(f"dedup threshold must be between 0.1 and 0.95, got {threshold}")
         self.threshold, self.num_perm, self.shingle = threshold, num_perm, shingle
         self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+        self.empty = MinHash(num_perm=num_perm, seed=1, hashfunc=_identity)  # shingles arrive hashed already
         self.count = 0
         self.rejected = 0
 
-    def signature(self, text: str) -> MinHash:
-        toks = words(text)
-        shingles = {" ".join(toks[i : i + self.shingle]) for i in range(max(1, len(toks) - self.shingle + 1))}
-        m = MinHash(num_perm=self.num_perm, seed=1)
-        m.update_batch([s.encode() for s in shingles])
+    def signature(self, text: Words) -> MinHash:
+        n = min(self.shingle, len(text.hashes)) or 1  # a text shorter than a shingle is one shingle
+        shingles = np.unique(ngram_hashes(text.hashes, n) >> np.uint64(32)) if len(text.hashes) else [0]
+        m = self.empty.copy()
+        m.update_batch(shingles.tolist() if isinstance(shingles, np.ndarray) else shingles)
         return m
 
-    def admit(self, text: str) -> bool:
+    def admit(self, text: Words) -> bool:
         sig = self.signature(text)
         if self.lsh.query(sig):
             self.rejected += 1
@@ -82,19 +97,63 @@ def instance_text(inst: Instance) -> str:
 
 
 @dataclass
+class SplitGrams:
+    """The distinct 13-gram hashes of one split's instances (sorted), each with the first instance and position
+    it occurs at, so that a hit can be checked word by word and reported."""
+
+    hashes: np.ndarray
+    instance: np.ndarray
+    position: np.ndarray
+
+    def owners(self, grams: np.ndarray) -> np.ndarray:
+        """Indices into `hashes` of the grams found there (-1 where absent)."""
+        if not len(self.hashes):
+            return np.full(len(grams), -1)
+        at = np.minimum(np.searchsorted(self.hashes, grams), len(self.hashes) - 1)
+        return np.where(self.hashes[at] == grams, at, -1)
+
+
+@dataclass
 class LeakageIndex:
     """13-grams of every evaluation instance, by split."""
 
-    grams: dict[str, dict[tuple[str, ...], str]] = field(default_factory=lambda: {"heldout": {}, "train": {}})
+    ids: list[str]
+    tokens: list[list[str]]
+    splits: dict[str, SplitGrams]
 
     @classmethod
     def build(cls, instances: list[Instance]) -> LeakageIndex:
-        index = cls()
-        for inst in instances:
-            bucket = index.grams[inst.split]
-            for g in ngrams(words(instance_text(inst)), LEAK_N):
-                bucket.setdefault(g, inst.id)
-        return index
+        ids, tokens, splits = [inst.id for inst in instances], [], {}
+        grams: dict[str, list[tuple[np.ndarray, int]]] = {"heldout": [], "train": []}
+        for i, inst in enumerate(instances):
+            text = Words.of(instance_text(inst))
+            tokens.append(text.tokens)
+            grams[inst.split].append((ngram_hashes(text.hashes, LEAK_N), i))
+        for split, parts in grams.items():
+            hashes = np.concatenate([g for g, _ in parts]) if parts else np.empty(0, np.uint64)
+            inst = np.concatenate([np.full(len(g), i) for g, i in parts]) if parts else np.empty(0, int)
+            pos = np.concatenate([np.arange(len(g)) for g, _ in parts]) if parts else np.empty(0, int)
+            hashes, first = np.unique(hashes, return_index=True)  # first occurrence: the earliest instance
+            splits[split] = SplitGrams(hashes, inst[first], pos[first])
+        return cls(ids, tokens, splits)
+
+    def words_at(self, split: str, owner: int) -> tuple[tuple[str, ...], str]:
+        g = self.splits[split]
+        i, p = int(g.instance[owner]), int(g.position[owner])
+        return tuple(self.tokens[i][p : p + LEAK_N]), self.ids[i]
+
+
+_INDEX_CACHE: dict[str, LeakageIndex] = {}
+
+
+def leakage_index(library: Library, own_name: str) -> LeakageIndex:
+    """The index of a library's instances, built once per process and library content: `synth all` audits
+    seven arms against the same evaluation."""
+    families = "".join(f.model_dump_json() for f in library.families.values())
+    key = hashlib.sha256(f"{own_name}\n{families}".encode()).hexdigest()
+    if key not in _INDEX_CACHE:
+        _INDEX_CACHE[key] = LeakageIndex.build(library.instances(own_name=own_name))
+    return _INDEX_CACHE[key]
 
 
 @dataclass
@@ -104,15 +163,20 @@ class LeakageReport:
     first_heldout: dict[str, Any] | None = None
     train_families: Counter = field(default_factory=Counter)
 
-    def check(self, index: LeakageIndex, row_index: int, text: str) -> None:
-        grams = ngrams(words(text), LEAK_N)
-        held = [g for g in grams if g in index.grams["heldout"]]
+    def check(self, index: LeakageIndex, row_index: int, text: Words) -> None:
+        grams = ngram_hashes(text.hashes, LEAK_N)
+        held = []
+        owners = index.splits["heldout"].owners(grams)
+        for at in np.flatnonzero(owners >= 0):  # a hash hit; confirm it word by word
+            gram, instance = index.words_at("heldout", int(owners[at]))
+            if tuple(text.tokens[at : at + LEAK_N]) == gram:
+                held.append((gram, instance))
         if held:
             self.heldout_examples += 1
             if self.first_heldout is None:
-                self.first_heldout = {"example": row_index, "instance": index.grams["heldout"][held[0]],
-                                      "ngram": " ".join(held[0])}
-        train = {index.grams["train"][g].split("/")[0] for g in grams if g in index.grams["train"]}
+                self.first_heldout = {"example": row_index, "instance": held[0][1], "ngram": " ".join(held[0][0])}
+        owners = index.splits["train"].owners(grams)
+        train = {index.ids[int(index.splits["train"].instance[o])].split("/")[0] for o in np.unique(owners[owners >= 0])}
         if train:
             self.train_examples += 1
             self.train_families.update(train)
@@ -127,12 +191,8 @@ class LeakageReport:
 # ---------------------------------------------------------------- diversity
 
 
-def distinct_n(texts: list[str], n: int) -> float:
+def distinct_n(texts: list[Words], n: int) -> float:
     """Distinct n-grams / total n-grams over the whole set (higher = more varied)."""
-    total, seen = 0, set()
-    for t in texts:
-        toks = words(t)
-        grams = [tuple(toks[i : i + n]) for i in range(len(toks) - n + 1)]
-        total += len(grams)
-        seen.update(grams)
-    return len(seen) / total if total else 0.0
+    grams = [ngram_hashes(t.hashes, n) for t in texts]
+    total = sum(len(g) for g in grams)
+    return len(np.unique(np.concatenate(grams))) / total if total else 0.0
