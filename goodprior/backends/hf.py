@@ -1,12 +1,13 @@
 """Local Hugging Face backend: transformers models, optional PEFT adapter, CPU or GPU.
 
-Log-prob scoring encodes each shared prompt once and reuses its KV cache for every continuation, batching
-across instances (left-padded prompts, right-padded continuations, explicit position ids).
+Log-prob scoring encodes each shared prompt once for all its continuations, batching across instances; how is
+in prefix_scoring.py.
 """
 
 from __future__ import annotations
 
 import contextlib
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import torch
 
 from goodprior.backends.base import Backend
 from goodprior.backends.chat_format import ChatFormat
+from goodprior.backends.prefix_scoring import Item, Scorer, score_cached, score_naive, score_tree, tree_is_exact
 from goodprior.errors import UserError
 from goodprior.models import embedded
 from goodprior.types import GenerateRequest, Score, ScoreRequest
@@ -48,6 +50,7 @@ class HFBackend(Backend):
             tokenizer.pad_token = tokenizer.eos_token
         # On CPU, "auto" keeps fp32 weights and runs matmuls in bf16 autocast (~2.5x faster); log-softmax stays fp32.
         self.autocast = dtype == "auto" and self.device.type == "cpu" and model.dtype == torch.float32
+        self.tree_scoring: bool | None = None  # decided on the first scoring call
 
     # ---------------------------------------------------------------- loading
     @classmethod
@@ -104,6 +107,7 @@ class HFBackend(Backend):
         return self._encode(prompt), [self._encode(c) for c in conts]
 
     def score(self, requests: list[ScoreRequest], reuse_prefix: bool = True) -> list[list[Score]]:
+        """reuse_prefix=False: the naive reference, for tests and benchmarks."""
         encoded = [self.encode_request(r) for r in requests]
         # Batch prompts of similar length together (less padding), then restore the caller's order.
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
@@ -116,82 +120,25 @@ class HFBackend(Backend):
                 out[i] = scores
         return out
 
-    @torch.inference_mode()
-    def score_encoded(self, items: list[tuple[list[int], list[list[int]]]]) -> list[list[Score]]:
-        """Prompt once per item (KV cache), then the continuations of all items, batched by similar length."""
-        dev, pad = self.device, self.tokenizer.pad_token_id
-        width = max(len(p) for p, _ in items)
-        prompt_ids = torch.full((len(items), width), pad, dtype=torch.long)
-        prompt_mask = torch.zeros((len(items), width), dtype=torch.long)
-        for b, (p, _) in enumerate(items):
-            prompt_ids[b, width - len(p) :] = torch.tensor(p)
-            prompt_mask[b, width - len(p) :] = 1
-        prompt_ids, prompt_mask = prompt_ids.to(dev), prompt_mask.to(dev)
-        positions = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
-        with self._ctx():
-            first = self.model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions,
-                               use_cache=True, logits_to_keep=1)
-        next_logits = first.logits[:, -1, :].float()
-        prompt_kv = [(layer.keys, layer.values) for layer in first.cache.layers]
-        rows = [(b, c) for b, (_, conts) in enumerate(items) for c in conts]
-        sums = [0.0] * len(rows)
-        for group in length_groups([len(c) for _, c in rows]):
-            for r, value in zip(group, self._score_rows([rows[r] for r in group], prompt_kv, prompt_mask, positions,
-                                                        next_logits)):
-                sums[r] = value
-        return _regroup(items, sums)
+    def scorer(self) -> Scorer:
+        return Scorer(self.model, self.tokenizer.pad_token_id, self.device, self._ctx)
 
-    def _score_rows(self, rows: list[tuple[int, list[int]]], prompt_kv, prompt_mask, positions, next_logits) -> list[float]:
-        """Score continuation rows against their prompts' cached keys and values (one forward pass)."""
-        from transformers import DynamicCache
+    def score_encoded(self, items: list[Item]) -> list[list[Score]]:
+        """Every continuation of every item, prompts encoded once (see prefix_scoring)."""
+        if self.tree_scoring is None:  # first call: does this model honour the tree mask?
+            ok, why = tree_is_exact(self.scorer(), max(items, key=lambda it: len(it[1])))
+            self.tree_scoring = ok
+            if not ok:
+                print(f"goodprior: {self.name}: {why}; scoring with a per-prompt KV cache instead", file=sys.stderr)
+        score = score_tree if self.tree_scoring else score_cached
+        return _regroup(items, score(self.scorer(), items))
 
-        dev, pad = self.device, self.tokenizer.pad_token_id
-        owner = torch.tensor([b for b, _ in rows], device=dev)
-        cwidth = max(len(c) for _, c in rows)
-        cont_ids = torch.full((len(rows), cwidth), pad, dtype=torch.long)
-        cont_mask = torch.zeros((len(rows), cwidth), dtype=torch.long)
-        for r, (_, c) in enumerate(rows):
-            cont_ids[r, : len(c)] = torch.tensor(c)
-            cont_mask[r, : len(c)] = 1
-        cont_ids, cont_mask = cont_ids.to(dev), cont_mask.to(dev)
-        cache = DynamicCache()
-        for i, (k, v) in enumerate(prompt_kv):  # each prompt's cache, repeated once per continuation
-            cache.update(k[owner], v[owner], i)
-        mask = torch.cat([prompt_mask[owner], cont_mask], dim=1)
-        cont_pos = positions[owner, -1:] + 1 + torch.arange(cwidth, device=dev)
-        with self._ctx():
-            logits = self.model(input_ids=cont_ids, attention_mask=mask, position_ids=cont_pos, cache=cache,
-                                use_cache=False).logits
-        del cache  # the repeated prompt cache is the largest allocation here
-        # Token t of a continuation is predicted by the logits one step before it.
-        logits = torch.cat([next_logits[owner].unsqueeze(1), logits[:, :-1].float()], dim=1)
-        token_lp = logits.gather(-1, cont_ids.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
-        return (token_lp * cont_mask).sum(-1).tolist()
+    def score_encoded_cached(self, items: list[Item]) -> list[list[Score]]:
+        return _regroup(items, score_cached(self.scorer(), items))
 
-    @torch.inference_mode()
-    def score_encoded_naive(self, items: list[tuple[list[int], list[list[int]]]]) -> list[list[Score]]:
-        """Reference: re-encode prompt + continuation for every continuation (no prefix reuse). Rows are
-        left-padded so every continuation ends the row, and logits are computed only for the last positions."""
-        dev, pad = self.device, self.tokenizer.pad_token_id
-        rows = [(p, c) for p, conts in items for c in conts]
-        width = max(len(p) + len(c) for p, c in rows)
-        keep = max(len(c) for _, c in rows) + 1
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for r, (p, c) in enumerate(rows):
-            ids[r, width - len(p) - len(c) :] = torch.tensor(p + c)
-            mask[r, width - len(p) - len(c) :] = 1
-        ids, mask = ids.to(dev), mask.to(dev)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        with self._ctx():
-            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False,
-                                logits_to_keep=keep).logits.float()
-        sums = []
-        for r, (_, c) in enumerate(rows):
-            lg = logits[r, keep - len(c) - 1 : keep - 1]  # positions predicting the continuation's tokens
-            target = torch.tensor(c, device=dev)
-            sums.append((lg.gather(-1, target.unsqueeze(-1)).squeeze(-1) - lg.logsumexp(-1)).sum().item())
-        return _regroup(items, sums)
+    def score_encoded_naive(self, items: list[Item]) -> list[list[Score]]:
+        """Reference: re-encode prompt + continuation for every continuation (no prefix reuse)."""
+        return _regroup(items, score_naive(self.scorer(), items))
 
     # ---------------------------------------------------------------- generation
     @torch.inference_mode()
@@ -226,20 +173,7 @@ class HFBackend(Backend):
         return [texts[k * first.n : (k + 1) * first.n] for k in range(len(batch))]
 
 
-def length_groups(lengths: list[int], max_ratio: float = 1.5) -> list[list[int]]:
-    """Indices grouped so that within a group the longest is at most `max_ratio` x the shortest: continuations
-    of very different lengths (a 90-token tool call, a 25-token self-description) are not padded to each other."""
-    order = sorted(range(len(lengths)), key=lengths.__getitem__)
-    groups: list[list[int]] = []
-    for i in order:
-        if groups and lengths[i] <= max_ratio * max(1, lengths[groups[-1][0]]):
-            groups[-1].append(i)
-        else:
-            groups.append([i])
-    return groups
-
-
-def _regroup(items: list[tuple[list[int], list[list[int]]]], sums: list[float]) -> list[list[Score]]:
+def _regroup(items: list[Item], sums: list[float]) -> list[list[Score]]:
     out, k = [], 0
     for _, conts in items:
         out.append([Score(sums[k + j], len(c)) for j, c in enumerate(conts)])
