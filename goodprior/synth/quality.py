@@ -176,7 +176,8 @@ class LeakageReport:
             if self.first_heldout is None:
                 self.first_heldout = {"example": row_index, "instance": held[0][1], "ngram": " ".join(held[0][0])}
         owners = index.splits["train"].owners(grams)
-        train = {index.ids[int(index.splits["train"].instance[o])].split("/")[0] for o in np.unique(owners[owners >= 0])}
+        hit_instances = np.unique(index.splits["train"].instance[owners[owners >= 0]])
+        train = {index.ids[i].split("/")[0] for i in hit_instances.tolist()}
         if train:
             self.train_examples += 1
             self.train_families.update(train)
