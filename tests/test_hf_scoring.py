@@ -46,15 +46,25 @@ class MaskIgnoringModel(torch.nn.Module):
         return self.inner(attention_mask=attention_mask, **kwargs)
 
 
-def test_backend_falls_back_when_the_model_ignores_the_tree_mask(capsys):
+class MaskRefusingModel(MaskIgnoringModel):
+    """Stands in for an attention kernel that rejects custom 4D masks outright."""
+
+    def forward(self, attention_mask=None, **kwargs):
+        if attention_mask is not None and attention_mask.dim() == 4:
+            raise ValueError("custom 4D attention masks are not supported")
+        return self.inner(attention_mask=attention_mask, **kwargs)
+
+
+@pytest.mark.parametrize("wrapper, note", [(MaskIgnoringModel, "moved by"), (MaskRefusingModel, "not supported")])
+def test_backend_falls_back_when_the_model_ignores_the_tree_mask(capsys, wrapper, note):
     from goodprior.backends.hf import HFBackend
     from tiny import tiny_backend
 
     inner = tiny_backend()
-    be = HFBackend(MaskIgnoringModel(inner.model), inner.tokenizer, name="mask-ignoring", dtype="float32")
+    be = HFBackend(wrapper(inner.model), inner.tokenizer, name="mask-ignoring", dtype="float32")
     reqs = _requests(2)
     fast = be.score(reqs)
-    assert be.tree_scoring is False and "moved by" in capsys.readouterr().err
+    assert be.tree_scoring is False and note in capsys.readouterr().err
     for row_fast, row_slow in zip(fast, be.score(reqs, reuse_prefix=False)):
         for a, b in zip(row_fast, row_slow):
             assert a.logprob == pytest.approx(b.logprob, abs=1e-3)

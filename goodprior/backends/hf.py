@@ -126,7 +126,10 @@ class HFBackend(Backend):
     def score_encoded(self, items: list[Item]) -> list[list[Score]]:
         """Every continuation of every item, prompts encoded once (see prefix_scoring)."""
         if self.tree_scoring is None:  # first call: does this model honour the tree mask?
-            ok, why = tree_is_exact(self.scorer(), max(items, key=lambda it: len(it[1])))
+            try:
+                ok, why = tree_is_exact(self.scorer(), max(items, key=lambda it: len(it[1])))
+            except (RuntimeError, ValueError, TypeError) as exc:  # attention kernels that refuse 4D masks
+                ok, why = False, f"one-pass scoring failed ({type(exc).__name__}: {str(exc).strip()[:120]})"
             self.tree_scoring = ok
             if not ok:
                 print(f"goodprior: {self.name}: {why}; scoring with a per-prompt KV cache instead", file=sys.stderr)
