@@ -1,7 +1,8 @@
 """A seeded fragment grammar: slots of alternative Jinja fragments, pools of structured items, a plan.
 
 Grammar files are data (goodprior/synth/grammars/*.yaml). Rendering one example:
-  1. draw the **plan**: each plan variable from a pool, a slot, a list of choices, or the spec;
+  1. draw the **plan**: each plan variable from a pool (optionally only the items `where` a field matches an
+     earlier plan value), a slot, a list of choices, or the spec;
   2. render the output template(s), in which `pick('slot')` renders a random alternative of a slot (recursively),
      `one(xs)` / `some(xs, k)` draw from lists, `maybe(p)` flips a coin, `say(s)` renders a string held in a pool
      item as a fragment, `cap(s)` capitalises, `pools` and `spec` are visible.
