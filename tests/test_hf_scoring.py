@@ -119,3 +119,18 @@ def test_length_groups_bound_padding():
     for g in groups:
         assert max(lengths[i] for i in g) <= 1.5 * min(lengths[i] for i in g)
     assert [sorted(lengths[i] for i in g) for g in groups] == [[24, 25, 30], [60, 88, 90], [100]]
+
+
+def test_autocast_keeps_logits_in_fp32():
+    from goodprior.backends.hf import HFBackend
+    from tiny import tiny_model, tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    ids = torch.tensor([[1, 2, 3]])
+    plain = tiny_model(len(tok))
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert plain(input_ids=ids).logits.dtype == torch.bfloat16  # what autocast alone would give
+    be = HFBackend(tiny_model(len(tok)), tok, name="tiny-autocast", dtype="auto")
+    assert be.autocast
+    with torch.inference_mode(), be._ctx():
+        assert be.model(input_ids=ids).logits.dtype == torch.float32
