@@ -185,7 +185,7 @@ def run_cmd(
 
     exp = Experiment.load(experiment, profile)
     folder = out or Path("runs") / exp.id
-    Runner(exp, folder, console).run()
+    Runner(exp, folder).run()
     md, html, results = make_report(folder)
     cols = [0, 1, 2, 3, 4, 6, 7, 9]  # arm, held-out and train propensity with deltas, persona with delta, tokens
     console.print(rich_table(f"{exp.id}: baseline and arms", [HEADER[c] for c in cols],

@@ -14,12 +14,16 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from goodprior.errors import UserError
 from goodprior.yamlio import load_model
+
+if TYPE_CHECKING:
+    from goodprior.scenarios.library import Library
+    from goodprior.synth.build import TokenCounter
 
 DEFAULT_EXPERIMENT = Path(__file__).parent / "experiments" / "default.yaml"
 
@@ -109,10 +113,10 @@ def eval_id(arm: str, seed: int | None) -> str:
 class Runner:
     """Runs an experiment's cells in order inside one run folder."""
 
-    def __init__(self, exp: Experiment, out: Path, console=None):
+    def __init__(self, exp: Experiment, out: Path):
         from goodprior.store import RunDB
 
-        self.exp, self.out, self.console = exp, out, console
+        self.exp, self.out = exp, out
         self.db = RunDB(out / "results.sqlite")
         with self.db.transaction() as c:
             c.execute("CREATE TABLE IF NOT EXISTS cells (cell TEXT PRIMARY KEY, seconds REAL NOT NULL, finished TEXT NOT NULL)")
@@ -139,19 +143,30 @@ class Runner:
     def adapter_dir(self, arm: str, seed: int) -> Path:
         return adapter_dir(self.out, arm, seed)
 
-    def run_synth(self, data_arm: str, advance: Callable[[int], None]) -> None:
+    @cached_property
+    def library(self) -> Library:
         from goodprior.scenarios.library import Library
+
+        return Library.load()
+
+    @cached_property
+    def token_counter(self) -> TokenCounter:
+        """The target model's tokenizer, loaded once for every synth cell."""
         from goodprior.synth.build import TokenCounter
-        from goodprior.synth.run import load_tokenizer, synth_offline
+        from goodprior.synth.run import load_tokenizer
+
+        return TokenCounter(load_tokenizer(self.exp.model), self.exp.model)
+
+    def run_synth(self, data_arm: str, advance: Callable[[int], None]) -> None:
+        from goodprior.synth.run import synth_offline
         from goodprior.synth.spec import load_spec
 
         s = self.exp.synth
         if s.get("generator", "offline") != "offline":
             raise UserError("experiments synthesize offline; build LLM datasets with `goodprior synth` first")
-        counter = TokenCounter(load_tokenizer(self.exp.model), self.exp.model)
-        synth_offline(data_arm, load_spec(Path(s["spec"]) if s.get("spec") else None), self.data_dir(data_arm), counter,
-                      Library.load(), n=None, tokens=self.exp.tokens_needed(data_arm), seed=int(s.get("seed", 0)),
-                      dedup_threshold=None, own_name=self._own_name(), advance=advance)
+        synth_offline(data_arm, load_spec(Path(s["spec"]) if s.get("spec") else None), self.data_dir(data_arm),
+                      self.token_counter, self.library, n=None, tokens=self.exp.tokens_needed(data_arm),
+                      seed=int(s.get("seed", 0)), dedup_threshold=None, own_name=self._own_name(), advance=advance)
 
     def _own_name(self) -> str:
         from goodprior.models import embedded
@@ -177,23 +192,22 @@ class Runner:
         from goodprior.backends import load_backend
         from goodprior.config import EvalConfig
         from goodprior.evaluate import run_eval
-        from goodprior.scenarios.library import Library, load_persona
+        from goodprior.scenarios.library import load_persona
 
         adapter = None if arm == "baseline" else str(self.adapter_dir(arm, seed))
         cfg = EvalConfig.model_validate({**self.exp.eval, "model": self.exp.model, "adapter": adapter,
                                          "mode": "logprob", "name": eval_id(arm, seed)})
         backend = load_backend(cfg.model, adapter=cfg.adapter, dtype=cfg.dtype, device=cfg.device)
         backend.batch_size = cfg.batch_size
-        run_eval(self.db, cfg, backend, Library.load(), load_persona(), progress=progress)
+        run_eval(self.db, cfg, backend, self.library, load_persona(), progress=progress)
 
     @cached_property
     def eval_size(self) -> int:
         from goodprior.config import EvalConfig
         from goodprior.evaluate import plan
-        from goodprior.scenarios.library import Library
 
         cfg = EvalConfig.model_validate({**self.exp.eval, "model": self.exp.model})
-        return len(plan(Library.load(), cfg, self._own_name()))
+        return len(plan(self.library, cfg, self._own_name()))
 
     # -------------------------------------------------------------- driver
     def estimate(self, info: dict[str, Any]) -> float:
@@ -204,7 +218,7 @@ class Runner:
             return self.exp.tokens / 250.0 + 15
         return self.eval_size * 1.6 + 5
 
-    def run(self, on_stage: Callable[[str, int], Any] | None = None) -> None:
+    def run(self) -> None:
         from goodprior.progress import make_progress
 
         cells = cell_ids(self.exp)
