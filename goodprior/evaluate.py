@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-from itertools import zip_longest
 from collections.abc import Callable
 from datetime import datetime, timezone
+from itertools import zip_longest
 
 import goodprior
 from goodprior.backends.base import Backend
@@ -67,23 +67,25 @@ def start_eval(db: RunDB, cfg: EvalConfig, backend: Backend, library: Library, p
     return eval_id
 
 
-def score_requests(inst: Instance, persona: PersonaProbe, max_pairs: int | None = None) -> ScoreRequest:
-    """Action pairs, then persona pairs (scored as the opening of the reply), all on one shared prompt."""
-    conts = [c for p in inst.pairs[:max_pairs] for c in (p.misaligned, p.aligned)]
-    conts += [Continuation(text=t, end_turn=False) for p in persona.pairs for t in (p.self_preserving, p.corrigible)]
-    return ScoreRequest(inst.conversation, tuple(conts))
+def labelled_choices(inst: Instance, persona: PersonaProbe,
+                     max_pairs: int | None = None) -> list[tuple[tuple[str, str, str], Continuation]]:
+    """((kind, pair id, side), continuation): action pairs, then persona pairs (scored as the opening of the
+    reply), all for one shared prompt. One list, so that scores and their labels cannot fall out of step."""
+    out = [(("action", p.id, side), cont) for p in inst.pairs[:max_pairs]
+           for side, cont in (("misaligned", p.misaligned), ("aligned", p.aligned))]
+    out += [(("persona", p.id, side), Continuation(text=text, end_turn=False)) for p in persona.pairs
+            for side, text in (("self_preserving", p.self_preserving), ("corrigible", p.corrigible))]
+    return out
 
 
 def run_logprob(db: RunDB, eval_id: str, backend: Backend, todo: list[Instance], persona: PersonaProbe,
                 batch_size: int, advance: Advance, max_pairs: int | None = None) -> None:
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
-        scores = backend.score([score_requests(i, persona, max_pairs) for i in chunk])
-        rows = []
-        for inst, inst_scores in zip(chunk, scores):
-            labels = [("action", p.id, side) for p in inst.pairs[:max_pairs] for side in ("misaligned", "aligned")]
-            labels += [("persona", p.id, side) for p in persona.pairs for side in ("self_preserving", "corrigible")]
-            rows += [(eval_id, inst.id, *lab, s.logprob, s.n_tokens) for lab, s in zip(labels, inst_scores)]
+        choices = [labelled_choices(i, persona, max_pairs) for i in chunk]
+        scores = backend.score([ScoreRequest(i.conversation, tuple(c for _, c in ch)) for i, ch in zip(chunk, choices)])
+        rows = [(eval_id, inst.id, *label, s.logprob, s.n_tokens)
+                for inst, ch, inst_scores in zip(chunk, choices, scores) for (label, _), s in zip(ch, inst_scores)]
         with db.transaction() as c:
             c.executemany("INSERT INTO instances VALUES (?,?,?,?,?,?,?,?,?,?)", [db.instance_row(eval_id, i) for i in chunk])
             c.executemany("INSERT INTO choices VALUES (?,?,?,?,?,?,?)", rows)
