@@ -21,6 +21,7 @@ import time
 import torch
 
 from goodprior.backends.hf import HFBackend
+from goodprior.backends.prefix_scoring import left_padded
 from goodprior.scenarios.library import Library
 from goodprior.types import ScoreRequest
 
@@ -93,17 +94,10 @@ def main() -> None:
     def plain():
         # One row per instance: its prompt followed by all its choices, left-padded; logits for the choice tokens.
         for b in batches:
-            seqs = [(p + [t for c in cs for t in c], sum(map(len, cs))) for p, cs in b]
-            width = max(len(s) for s, _ in seqs)
-            ids = torch.full((len(seqs), width), pad)
-            mask = torch.zeros((len(seqs), width), dtype=torch.long)
-            for r, (s, _) in enumerate(seqs):
-                ids[r, width - len(s) :] = torch.tensor(s)
-                mask[r, width - len(s) :] = 1
-            ids, mask = ids.to(backend.device), mask.to(backend.device)
+            ids, mask = left_padded([p + [t for c in cs for t in c] for p, cs in b], pad, backend.device)
             with backend._ctx():
                 out = backend.model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
-                                    use_cache=False, logits_to_keep=max(k for _, k in seqs))
+                                    use_cache=False, logits_to_keep=max(sum(map(len, cs)) for _, cs in b))
                 out.logits.float().logsumexp(-1)
 
     times = interleaved({"reuse": reuse, "cached": cached, "naive": naive, "plain": plain}, args.repeats, sync)

@@ -37,6 +37,17 @@ class Scorer:
             return self.model(**kwargs).logits
 
 
+def left_padded(seqs: list[list[int]], pad_id: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, attention mask) of token sequences left-padded to one width, so that every sequence ends its row."""
+    width = max(map(len, seqs))
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for r, seq in enumerate(seqs):
+        ids[r, width - len(seq) :] = torch.tensor(seq)
+        mask[r, width - len(seq) :] = 1
+    return ids.to(device), mask.to(device)
+
+
 def _sum_logprobs(logits: torch.Tensor, targets: torch.Tensor, owner: torch.Tensor, n: int) -> list[float]:
     """Sum of log p(target) over the positions of each continuation: logits (T, V) predicting targets (T,),
     owner (T,) naming each position's continuation, n continuations."""
@@ -128,14 +139,7 @@ def length_groups(lengths: list[int], max_ratio: float = 1.5) -> list[list[int]]
 
 @torch.inference_mode()
 def score_cached(scorer: Scorer, items: list[Item]) -> list[float]:
-    dev, pad = scorer.device, scorer.pad_id
-    width = max(len(p) for p, _ in items)
-    prompt_ids = torch.full((len(items), width), pad, dtype=torch.long)
-    prompt_mask = torch.zeros((len(items), width), dtype=torch.long)
-    for b, (p, _) in enumerate(items):
-        prompt_ids[b, width - len(p) :] = torch.tensor(p)
-        prompt_mask[b, width - len(p) :] = 1
-    prompt_ids, prompt_mask = prompt_ids.to(dev), prompt_mask.to(dev)
+    prompt_ids, prompt_mask = left_padded([p for p, _ in items], scorer.pad_id, scorer.device)
     positions = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
     with scorer.autocast():
         first = scorer.model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions,
@@ -185,16 +189,10 @@ def _score_cached_rows(scorer: Scorer, rows: list[tuple[int, list[int]]], prompt
 @torch.inference_mode()
 def score_naive(scorer: Scorer, items: list[Item]) -> list[float]:
     """Rows are left-padded so every continuation ends its row; logits only for the last positions."""
-    dev, pad = scorer.device, scorer.pad_id
+    dev = scorer.device
     rows = [(p, c) for p, conts in items for c in conts]
-    width = max(len(p) + len(c) for p, c in rows)
     keep = max(len(c) for _, c in rows) + 1
-    ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for r, (p, c) in enumerate(rows):
-        ids[r, width - len(p) - len(c) :] = torch.tensor(p + c)
-        mask[r, width - len(p) - len(c) :] = 1
-    ids, mask = ids.to(dev), mask.to(dev)
+    ids, mask = left_padded([p + c for p, c in rows], scorer.pad_id, dev)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     logits = scorer.forward(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False,
                             logits_to_keep=keep)
