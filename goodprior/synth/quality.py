@@ -69,10 +69,10 @@ class NearDuplicateFilter:
         self.rejected = 0
 
     def signature(self, text: Words) -> MinHash:
-        n = min(self.shingle, len(text.hashes)) or 1  # a text shorter than a shingle is one shingle
-        shingles = np.unique(ngram_hashes(text.hashes, n) >> np.uint64(32)) if len(text.hashes) else [0]
+        n = min(self.shingle, len(text.hashes))  # a text shorter than a shingle is one shingle
+        shingles = np.unique(ngram_hashes(text.hashes, n) >> np.uint64(32)).tolist() if n else [0]  # 0: no words
         m = self.empty.copy()
-        m.update_batch(shingles.tolist() if isinstance(shingles, np.ndarray) else shingles)
+        m.update_batch(shingles)
         return m
 
     def admit(self, text: Words) -> bool:
