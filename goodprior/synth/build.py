@@ -179,7 +179,8 @@ def build(req: BuildRequest, make_rows: MakeRows, count_tokens: TokenCounter, li
                         f"examples share a {LEAK_N}-gram with held-out instances (first: example {first['example']} "
                         f"~ {first['instance']}: '{first['ngram']}'); nothing was written")
     summary = {
-        "arm": req.recipe.id, "recipe": req.recipe.ref, "control": req.recipe.control, "shape": req.recipe.shape,
+        "arm": req.recipe.id, "recipe": req.recipe.ref, "control": req.recipe.control, "draws": req.recipe.draws,
+        "shape": req.recipe.shape,
         "spec": req.spec.ref, "generator": req.generator, "seed": req.seed, "tokenizer": count_tokens.name,
         "requested": {"n": req.n, "tokens": req.tokens}, "fingerprint": fingerprint, **report, **(extra or {}),
     }

@@ -164,6 +164,9 @@ class HoneypotBuilder:
         self.lock = threading.Lock()  # see GrammarBuilder
         if recipe.deliberate and self.renderer is None:
             raise UserError(f"recipe {recipe.id}: deliberate needs a grammar")
+        if recipe.deliberate and recipe.misaligned:
+            raise UserError(f"recipe {recipe.id}: the deliberation grammar argues for the aligned action; "
+                            "'misaligned' cannot deliberate")
 
     def instance(self, rng: random.Random) -> tuple[Family, Instance]:
         family = rng.choice(self.families)
@@ -183,7 +186,7 @@ class HoneypotBuilder:
 
     def draw(self, index: int) -> tuple[Family, Instance, Any]:
         """The family, recast instance and matched pair of example `index` (deterministic)."""
-        rng = random.Random(f"{self.seed}:{self.recipe.id}:{index}")
+        rng = random.Random(f"{self.seed}:{self.recipe.draws}:{index}")
         family, inst = self.instance(rng)
         return family, inst, rng.choice(inst.pairs)
 
@@ -191,10 +194,12 @@ class HoneypotBuilder:
         return self.row(index, *self.draw(index))
 
     def row(self, index: int, family: Family, inst: Instance, pair: Any) -> dict[str, Any]:
-        """The dataset row of a drawn (family, instance, pair): prompt, aligned action, optional deliberation."""
+        """The dataset row of a drawn (family, instance, pair): prompt, the aligned action (the misaligned one for the
+        positive control), optional deliberation."""
         # OpenAI shape with JSON-string arguments: one Arrow type for every family's calls.
+        action = pair.misaligned if self.recipe.misaligned else pair.aligned
         calls = [{**c.as_openai(i), "function": {"name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)}}
-                 for i, c in enumerate(pair.aligned.calls)]
+                 for i, c in enumerate(action.calls)]
         plan = {"family": family.id, "family_version": family.version, "setting": inst.setting,
                 "factors": inst.factors, "pair": pair.id}
         principles: list[str] = []

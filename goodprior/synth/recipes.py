@@ -22,10 +22,20 @@ class Recipe(BaseModel):
     builder: Literal["grammar", "honeypot"]
     grammar: str | None = None  # grammar file stem (for honeypot: the deliberation grammar, if any)
     deliberate: bool = False  # honeypot: the assistant reasons before acting
-    control: bool = False  # a negative control: never mixed into a repair arm by default
+    # a known-answer control: positive (plants the answer), negative (the evil-AI trope), neutral (the null control)
+    control: Literal["positive", "negative", "neutral"] | None = None
+    # honeypot: draw prompts as this recipe does (same seeds, recast settings and rows), so twins differ only in
+    # the assistant turn
+    draws_from: str | None = None
+    misaligned: bool = False  # honeypot: the assistant takes the matched *misaligned* action (the positive control)
     dedup_threshold: float = Field(0.6, ge=0.1, le=0.95, description="Near-duplicate cut-off (MinHash Jaccard, word 5-grams).")
     max_tokens: int = Field(1536, description="Examples longer than this (target tokenizer) are dropped.")
     llm_instructions: str = Field("", description="What an LLM generator should write from a plan.")
+
+    @property
+    def draws(self) -> str:
+        """The id whose seeds this recipe's rows are drawn with."""
+        return self.draws_from or self.id
 
     @property
     def ref(self) -> str:
