@@ -172,25 +172,26 @@ def grade_cmd(
 
 @app.command("run")
 def run_cmd(
-    experiment: Optional[Path] = typer.Argument(None, help="Experiment YAML (default: the built-in default experiment)."),
-    profile: Optional[str] = typer.Option(None, help="A profile of the experiment, e.g. `quick` (a <=5-minute smoke)."),
+    experiment: Optional[str] = typer.Argument(None, help="Experiment YAML, or a shipped experiment's name (default: `default`)."),
+    profile: Optional[str] = typer.Option(None, help="A profile of the experiment, e.g. `quick` (a few-minute smoke)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/<experiment id>)."),
 ) -> None:
     """Synthesize every arm, train an adapter per arm x seed, evaluate baseline and arms, write the report.
     Killed and started again, it continues: finished cells are never recomputed."""
     from goodprior.experiment import Experiment, Runner
     from goodprior.report.build import make_report
-    from goodprior.report.render import HEADER, main_rows
+    from goodprior.report.render import SHIFT_HEADER, check_lines, shift_rows
     from goodprior.tables import rich_table
 
     exp = Experiment.load(experiment, profile)
     folder = out or Path("runs") / exp.id
     Runner(exp, folder).run()
-    md, html, results = make_report(folder)
-    cols = [0, 1, 2, 3, 4, 6, 7, 9]  # arm, held-out and train propensity with deltas, persona with delta, tokens
-    console.print(rich_table(f"{exp.id}: baseline and arms", [HEADER[c] for c in cols],
-                             [[row[c] for c in cols] for row in main_rows(results)]))
-    console.print(f"report: {html}  (also {md})")
+    md, html, cmp = make_report(folder)
+    for line in check_lines(cmp):
+        console.print(line, style="bold green" if cmp.interpretable else "bold red", markup=False, highlight=False)
+    console.print(rich_table(f"{exp.id}: shifts in nats toward misaligned (content effect = arm - null control)",
+                             SHIFT_HEADER, shift_rows(cmp)))
+    console.print(f"report: {html}  (also {md} and {folder / 'report.json'})")
 
 
 @app.command("report")
@@ -211,7 +212,10 @@ def train_cmd(
     out: Path = typer.Option(..., "--out", help="Adapter folder."),
     config: Optional[Path] = typer.Option(None, "--config", help="TrainConfig YAML; flags override it."),
     model: Optional[str] = typer.Option(None, help="smollm2 (embedded), an HF model id, or a local path."),
-    tokens: Optional[str] = typer.Option(None, help="Exact training-token budget, e.g. 50k."),
+    tokens: Optional[str] = typer.Option(None, help="Exact training-token budget, e.g. 50k (the default unit)."),
+    loss_tokens: Optional[str] = typer.Option(None, "--loss-tokens", help="Budget of loss-bearing tokens instead, e.g. 4k."),
+    examples: Optional[str] = typer.Option(None, "--examples", help="Budget of rows instead."),
+    epochs: Optional[float] = typer.Option(None, "--epochs", help="Passes over the selected data (default 1)."),
     top_k_layers: Optional[int] = typer.Option(None, "--top-k-layers", help="LoRA on the top K layers only."),
     lora_r: Optional[int] = typer.Option(None, "--lora-r"),
     learning_rate: Optional[float] = typer.Option(None, "--learning-rate"),
@@ -227,17 +231,25 @@ def train_cmd(
     from goodprior.train.trainer import train
 
     base = TrainConfig.from_yaml(config).model_dump() if config else {}
-    flags = dict(model=model, data=data, tokens=parse_count(tokens), top_k_layers=top_k_layers, lora_r=lora_r,
+    budget = {k: parse_count(v) for k, v in (("tokens", tokens), ("loss_tokens", loss_tokens), ("examples", examples))
+              if v is not None}
+    if budget:  # a budget flag replaces the config file's budget, whatever its unit
+        base = {k: v for k, v in base.items() if k not in ("tokens", "loss_tokens", "examples")}
+    flags = dict(model=model, data=data, **budget, epochs=epochs, top_k_layers=top_k_layers, lora_r=lora_r,
                  learning_rate=learning_rate, max_length=max_length, batch_size=batch_size, seed=seed, out=str(out))
     try:
         cfg = TrainConfig.model_validate({**base, **{k: v for k, v in flags.items() if v is not None}})
     except ValidationError as exc:
         err = exc.errors()[0]
-        raise UserError(f"option --{str(err['loc'][0]).replace('_', '-')}: {err['msg']}") from None
+        where = f"option --{str(err['loc'][0]).replace('_', '-')}" if err["loc"] else "budget"
+        raise UserError(f"{where}: {err['msg'].removeprefix('Value error, ')}") from None
     summary = train(cfg)
     if not summary:  # a non-zero rank of a distributed run: rank 0 reports
         return
-    state = "already finished" if summary.get("up_to_date") else f"{summary.get('steps')} steps, final loss {summary.get('final_loss')}"
+    b = summary.get("budget", {})
+    state = "already finished" if summary.get("up_to_date") else (
+        f"{b.get('tokens')} tokens, {b.get('loss_tokens')} loss-bearing, {b.get('rows')} rows, {b.get('epochs')} epochs, "
+        f"{summary.get('steps')} steps, final loss {summary.get('final_loss')}")
     console.print(f"adapter in {out} ({state}); loss curve in {out / 'loss.json'}")
 
 

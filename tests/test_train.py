@@ -130,3 +130,37 @@ def test_two_cpu_processes_with_accelerate(tmp_path, datasets_dir):
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads((tmp_path / "ad" / "train_summary.json").read_text())
     assert summary["world_size"] == 2 and (tmp_path / "ad" / "adapter_model.safetensors").exists()
+
+
+@pytest.mark.parametrize("unit,amount", [("loss_tokens", 300), ("examples", 7)])
+def test_select_budget_units_are_exact(datasets_dir, tiny, unit, amount):
+    _, tok = tiny
+    docs, chat = datasets_dir
+    seqs, manifest = select(parse_sources([f"{docs}:1", f"{chat}:1"]), amount, tok, seed=0, unit=unit)
+    if unit == "loss_tokens":
+        assert sum(sum(s.completion_mask) for s in seqs) == amount
+        chat_seqs = [s for s in seqs if s.source == "chat"]
+        assert all(s.completion_mask[0] == 0 for s in chat_seqs)  # a cut chat row keeps its whole prompt
+    else:
+        assert len(seqs) == amount and manifest["rows"] == amount
+    assert manifest["unit"] == unit and manifest["amount"] == amount
+    assert manifest["tokens"] == sum(len(s.input_ids) for s in seqs)
+    assert manifest["loss_tokens"] == sum(sum(s.completion_mask) for s in seqs)
+
+
+def test_budget_unit_must_be_one():
+    assert TrainConfig().budget == ("tokens", 20_000)
+    assert TrainConfig(loss_tokens=500).budget == ("loss_tokens", 500)
+    with pytest.raises(ValueError, match="one budget unit"):
+        TrainConfig(tokens=100, examples=3)
+
+
+def test_twin_arms_take_the_same_rows_in_the_same_order(tmp_path, tiny):
+    _, tok = tiny
+    rows = [{**CHAT, "meta": {"index": i}} for i in range(20)]
+    for arm in ("honeypot-actions", "honeypot-misaligned"):
+        write_dataset(tmp_path / arm, rows, arm)
+        (tmp_path / arm / "summary.json").write_text(json.dumps({"arm": arm, "draws": "honeypot-actions"}))
+    picks = [select(parse_sources([str(tmp_path / arm)]), 5, tok, seed=0, unit="examples")[1]["sources"][0]["row_indices"]
+             for arm in ("honeypot-actions", "honeypot-misaligned")]
+    assert picks[0] == picks[1] and len(picks[0]) == 5

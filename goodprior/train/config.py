@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from goodprior.yamlio import load_model
 
@@ -14,7 +14,13 @@ class TrainConfig(BaseModel):
 
     model: str = Field("smollm2", description="`smollm2`, an HF model id, or a local path.")
     data: list[str] = Field(default_factory=list, description="Dataset folders, each optionally `PATH:WEIGHT`.")
-    tokens: int = Field(20_000, ge=1, description="Exact training-token budget (target tokenizer), split by weight.")
+    # The budget, in exactly one unit (split across data folders by weight). Equal `tokens` is what the paper
+    # compares; equal `loss_tokens` equalises the learning signal (a chat row's tokens are mostly prompt);
+    # `examples` equalises rows. Default: 20,000 tokens.
+    tokens: int | None = Field(None, ge=1, description="Exact training-token budget (target tokenizer).")
+    loss_tokens: int | None = Field(None, ge=1, description="Exact budget of loss-bearing tokens (assistant turns, documents).")
+    examples: int | None = Field(None, ge=1, description="Exact budget of rows.")
+    epochs: float = Field(1.0, gt=0, description="Passes over the selected data.")
     out: str = Field("adapters/run", description="Output folder: adapter, loss curve, config, data manifest.")
     seed: int = 0
     # LoRA
@@ -34,6 +40,21 @@ class TrainConfig(BaseModel):
     bf16: bool | None = Field(None, description="bf16 autocast; default: on for CPU and bf16-capable GPUs.")
     save_steps: int = Field(10, ge=1, description="Checkpoint every N steps (a killed run resumes from the last).")
     logging_steps: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> TrainConfig:
+        given = [u for u in ("tokens", "loss_tokens", "examples") if getattr(self, u) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give one budget unit, not {' and '.join(given)}")
+        if not given:
+            self.tokens = 20_000
+        return self
+
+    @property
+    def budget(self) -> tuple[str, int]:
+        """(unit, amount) of the training budget."""
+        unit = next(u for u in ("tokens", "loss_tokens", "examples") if getattr(self, u) is not None)
+        return unit, getattr(self, unit)
 
     @classmethod
     def from_yaml(cls, path: Path) -> TrainConfig:

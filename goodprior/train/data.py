@@ -2,8 +2,8 @@
 
 Text rows (documents, fiction) get loss on every token. Chat rows get loss on the final assistant turn only; they
 are rendered through the same chat format as evaluation (tools by the plain-text convention when the template has
-no tool support). A budget of N tokens takes rows in a seeded order, splits N across sources by weight, and cuts
-the last row of each source so the totals are exactly N.
+no tool support). A budget of N tokens, loss-bearing tokens or examples takes rows in a seeded order, splits N
+across sources by weight, and cuts the last row of each source so the totals are exactly N.
 """
 
 from __future__ import annotations
@@ -96,33 +96,60 @@ def fit(ids: list[int], mask: list[int], max_length: int) -> tuple[list[int], li
     return ids[-max_length:], mask[-max_length:]
 
 
-def select(sources: list[Source], tokens: int, tokenizer: Any, seed: int,
-           max_length: int | None = None) -> tuple[list[Sequence], dict[str, Any]]:
-    """Sequences totalling exactly `tokens`, and a manifest of what was used."""
+BUDGET_UNITS = ("tokens", "loss_tokens", "examples")
+
+
+def _take(ids: list[int], mask: list[int], unit: str, room: int) -> int:
+    """How many leading tokens of a row to keep when `room` units of the budget are left (the last row is cut so
+    that the budget is exact; a chat row is cut inside its assistant turn, never inside its prompt)."""
+    if unit == "tokens":
+        return min(len(ids), room)
+    if unit == "loss_tokens":
+        loss = sum(mask)
+        return len(ids) if loss <= room else mask.index(1) + room if mask[0] == 0 else room
+    return len(ids)  # examples: whole rows
+
+
+def _units(ids: list[int], mask: list[int], unit: str) -> int:
+    return len(ids) if unit == "tokens" else sum(mask) if unit == "loss_tokens" else 1
+
+
+def select(sources: list[Source], amount: int, tokenizer: Any, seed: int, max_length: int | None = None,
+           unit: str = "tokens") -> tuple[list[Sequence], dict[str, Any]]:
+    """Sequences totalling exactly `amount` of `unit` (tokens, loss-bearing tokens or examples), split across sources
+    by weight, and a manifest of what was used: every budget unit, per source and in all."""
+    if unit not in BUDGET_UNITS:
+        raise UserError(f"unknown budget unit {unit!r}; use one of: {', '.join(BUDGET_UNITS)}")
     fmt = ChatFormat(tokenizer)
     out: list[Sequence] = []
-    manifest: dict[str, Any] = {"tokens": tokens, "sources": []}
-    for source, budget in zip(sources, split_budget(tokens, [s.weight for s in sources])):
+    manifest: dict[str, Any] = {"unit": unit, "amount": amount, "sources": []}
+    for source, budget in zip(sources, split_budget(amount, [s.weight for s in sources])):
         rows = read_rows(source.path)
+        summary = json.loads((source.path / SUMMARY_FILE).read_text()) if (source.path / SUMMARY_FILE).exists() else {}
         order = list(range(len(rows)))
-        random.Random(f"{seed}:{source.path.name}").shuffle(order)
-        used, loss_tokens, taken = 0, 0, []
+        # Seeded by what the rows were drawn as, so that twin arms (honeypot-actions and its positive control)
+        # take the same rows in the same order.
+        random.Random(f"{seed}:{summary.get('draws') or source.path.name}").shuffle(order)
+        used, tokens, loss_tokens, taken = 0, 0, 0, []
         for i in order:
             if used == budget:
                 break
             ids, mask = encode_row(rows[i], tokenizer, fmt)
             if max_length:
                 ids, mask = fit(ids, mask, max_length)
-            keep = min(len(ids), budget - used)  # the last row is cut so the budget is exact
-            out.append(Sequence(ids[:keep], mask[:keep], source.path.name, i))
-            used += keep
-            loss_tokens += sum(mask[:keep])
+            keep = _take(ids, mask, unit, budget - used)
+            ids, mask = ids[:keep], mask[:keep]
+            out.append(Sequence(ids, mask, source.path.name, i))
+            used += _units(ids, mask, unit)
+            tokens += len(ids)
+            loss_tokens += sum(mask)
             taken.append(i)
         if used < budget:
-            raise UserError(f"{source.path}: holds {used} tokens, fewer than its share {budget} of --tokens {tokens}; "
-                            "build a larger set with `goodprior synth --tokens`")
-        summary = json.loads((source.path / SUMMARY_FILE).read_text()) if (source.path / SUMMARY_FILE).exists() else {}
+            raise UserError(f"{source.path}: holds {used} {unit.replace('_', '-')}, fewer than its share {budget} of "
+                            f"the budget of {amount}; build a larger set with `goodprior synth`")
         manifest["sources"].append({"path": str(source.path), "arm": summary.get("arm"), "recipe": summary.get("recipe"),
-                                    "spec": summary.get("spec"), "weight": source.weight, "tokens": used,
+                                    "spec": summary.get("spec"), "weight": source.weight, "tokens": tokens,
                                     "loss_tokens": loss_tokens, "rows": len(taken), "row_indices": taken})
+    for key in ("tokens", "loss_tokens", "rows"):
+        manifest[key] = sum(src[key] for src in manifest["sources"])
     return out, manifest

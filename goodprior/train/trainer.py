@@ -67,7 +67,8 @@ def train(cfg: TrainConfig, model: Any = None, tokenizer: Any = None, callbacks:
             tokenizer = AutoTokenizer.from_pretrained(path)
         except (OSError, ValueError) as exc:
             raise UserError(f"cannot load tokenizer for {cfg.model!r}: {str(exc).strip().splitlines()[0]}") from None
-    sequences, manifest = select(parse_sources(cfg.data), cfg.tokens, tokenizer, cfg.seed, cfg.max_length)
+    unit, amount = cfg.budget
+    sequences, manifest = select(parse_sources(cfg.data), amount, tokenizer, cfg.seed, cfg.max_length, unit)
     dataset = Dataset.from_dict({"input_ids": [s.input_ids for s in sequences],
                                  "completion_mask": [s.completion_mask for s in sequences]})
 
@@ -90,7 +91,7 @@ def train(cfg: TrainConfig, model: Any = None, tokenizer: Any = None, callbacks:
     args = SFTConfig(
         output_dir=str(out), seed=cfg.seed, data_seed=cfg.seed, learning_rate=cfg.learning_rate,
         per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
-        num_train_epochs=1, lr_scheduler_type="cosine", warmup_steps=cfg.warmup_ratio,  # < 1: a ratio of all steps
+        num_train_epochs=cfg.epochs, lr_scheduler_type="cosine", warmup_steps=cfg.warmup_ratio,  # < 1: a ratio of all steps
         max_length=cfg.max_length, packing=cfg.packing, completion_only_loss=True,
         padding_free=cfg.packing, bf16=bf16, use_cpu=cpu, logging_steps=cfg.logging_steps,
         save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=2, report_to=[],
@@ -110,8 +111,11 @@ def train(cfg: TrainConfig, model: Any = None, tokenizer: Any = None, callbacks:
         loss_curve = [{"step": h["step"], "loss": h["loss"], "learning_rate": h.get("learning_rate")} for h in history]
         summary = {
             "config": cfg.model_dump(), "data": manifest, "trainable_parameters": trainable,
+            # what the budget bought: every unit, the optimiser steps and the passes
+            "budget": {"unit": unit, "amount": amount, "tokens": manifest["tokens"], "loss_tokens": manifest["loss_tokens"],
+                       "rows": manifest["rows"], "steps": trainer.state.global_step, "epochs": cfg.epochs},
             "steps": trainer.state.global_step, "train_runtime_s": round(result.metrics.get("train_runtime", math.nan), 2),
-            "tokens_per_second": round(cfg.tokens / max(result.metrics.get("train_runtime", 1e-9), 1e-9), 1),
+            "tokens_per_second": round(manifest["tokens"] * cfg.epochs / max(result.metrics.get("train_runtime", 1e-9), 1e-9), 1),
             "resumed_from": resume, "final_loss": loss_curve[-1]["loss"] if loss_curve else None,
             "loss_curve": loss_curve, "bf16": bf16, "world_size": trainer.args.world_size,
         }
