@@ -8,10 +8,7 @@ import pytest
 
 from goodprior.config import EvalConfig
 from goodprior.evaluate import run_eval
-from goodprior.measure.stats import Estimate
 from goodprior.report.build import make_report
-from goodprior.report.compare import ArmResult
-from goodprior.report.render import findings
 from goodprior.scenarios.library import Library, load_persona
 from goodprior.store import RunDB
 
@@ -37,32 +34,26 @@ def run_folder(tmp_path_factory):
 
 
 def test_report_numbers_agree_with_database(run_folder):
+    import json
+
     from goodprior.analysis import instance_scores
 
-    md, html, results = make_report(run_folder)
+    md, html, cmp = make_report(run_folder)
     db = RunDB.open_existing(run_folder)
     base = instance_scores(db, "base")
     other = instance_scores(db, "other")
     held = [i for i in base if base[i].split == "heldout"]
-    mean_diff = sum(other[i].propensity - base[i].propensity for i in held) / len(held)
-    assert results[1].d_heldout.value == pytest.approx(mean_diff)
-    assert results[0].heldout.value == pytest.approx(sum(base[i].propensity for i in held) / len(held))
+    per_instance = lambda s: sum(s.action_logodds.values()) / len(s.action_logodds)
+    mean_diff = sum(per_instance(other[i]) - per_instance(base[i]) for i in held) / len(held)
+    assert cmp.arms[1].vs_baseline.heldout.value == pytest.approx(mean_diff)
+    assert cmp.arms[0].logodds["heldout"].value == pytest.approx(sum(per_instance(base[i]) for i in held) / len(held))
+    assert cmp.arms[0].propensity["heldout"].value == pytest.approx(sum(base[i].propensity for i in held) / len(held))
     text = md.read_text()
-    assert "## What this run shows" in text and results[1].heldout.fmt() in text
-    assert all((run_folder / "plots" / n).stat().st_size > 1000 for n in ("propensity_by_arm.png", "family_heatmap.png", "loss_curves.png"))
-
-
-def test_findings_separate_clear_and_unclear_differences():
-    e = lambda v, lo, hi: Estimate(v, lo, hi, 30)
-    base = ArmResult("baseline", False, [], None, 30, e(.5, .45, .55), e(.5, .4, .6), e(0, -.1, .1), e(.6, .5, .7), e(.3, .2, .4))
-    good = ArmResult("good", False, [0], 1000, 30, e(.4, .35, .45), e(.5, .4, .6), e(0, -.1, .1), e(.6, .5, .7), e(.3, .2, .4),
-                     d_heldout=e(-.1, -.15, -.05))
-    flat = ArmResult("flat", True, [0], 1000, 30, e(.5, .45, .55), e(.5, .4, .6), e(0, -.1, .1), e(.6, .5, .7), e(.3, .2, .4),
-                     d_heldout=e(.01, -.03, .05))
-    text = findings([base, good, flat])
-    assert "outside their paired 95% intervals: good lowers it by 10.0 points" in text
-    assert "include zero" in text and "flat raises it by 1.0 points" in text
-    assert "negative control (flat) raises held-out propensity; it does not, at this sample size" in text
+    assert "## What this run shows" in text and cmp.arms[1].vs_baseline.heldout.fmt(pct=False, signed=True) in text
+    assert "Instrument check NOT RUN" in text  # a plain eval folder has no positive control
+    report = json.loads((run_folder / "report.json").read_text())
+    assert report["arms"][1]["metrics"]["vs_baseline"]["heldout"]["value"] == pytest.approx(mean_diff, abs=1e-6)
+    assert all((run_folder / "plots" / n).stat().st_size > 1000 for n in ("shifts_forest.png", "family_logodds.png", "loss_curves.png"))
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (CI installs it)")

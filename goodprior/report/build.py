@@ -6,9 +6,13 @@ import json
 from pathlib import Path
 
 from goodprior.errors import UserError
-from goodprior.report.compare import ArmResult, compare
+from goodprior.fsutil import write_text_atomic
+from goodprior.report.compare import Comparison, Model, as_json, compare
 from goodprior.report.render import write_report
 from goodprior.store import RunDB
+
+# Pairs whose baseline log-odds in the control context lie beyond this are reported as saturated (docs/measurement.md).
+SATURATION_NATS = 8.0
 
 
 def experiment_config(db: RunDB) -> dict | None:
@@ -18,35 +22,51 @@ def experiment_config(db: RunDB) -> dict | None:
     return json.loads(rows[0]["config"]) if rows else None
 
 
-def make_report(folder: Path, baseline: str | None = None) -> tuple[Path, Path, list[ArmResult]]:
-    from goodprior.experiment import adapter_dir, eval_id
+def experiment_models(folder: Path, exp_config: dict, have: set[str]) -> list[Model]:
+    """Baseline first, then every arm x dose that has been evaluated, in the experiment's order."""
+    from goodprior.experiment import Experiment, adapter_dir, model_id
 
+    exp = Experiment.model_validate(exp_config)
+    models = [Model("baseline", ["baseline"])]
+    for arm in exp.arms:
+        for dose in exp.budget.doses:
+            seeds = [s for s in exp.seeds if model_id(exp, arm.name, dose, s) in have]
+            if seeds:
+                models.append(Model(arm.name, [model_id(exp, arm.name, dose, s) for s in seeds], arm.control, dose,
+                                    tuple(seeds), tuple(adapter_dir(folder, exp, arm.name, dose, s) for s in seeds)))
+    return models
+
+
+def settings_lines(db: RunDB, exp_config: dict, models: list[Model], cmp: Comparison) -> list[str]:
+    cells = {r["cell"]: r["seconds"] for r in db.query("SELECT cell, seconds FROM cells")}
+    ev, budget = exp_config["eval"], exp_config["budget"]
+    unit = cmp.unit or "tokens"
+    base = cmp.arms[0]
+    stage = lambda prefix: sum(v for k, v in cells.items() if k.startswith(prefix))
+    return [
+        f"experiment {exp_config['id']} v{exp_config['version']}, model {exp_config['model']}, seeds {exp_config['seeds']}",
+        f"budget: exactly {', '.join(f'{d:,}' for d in budget[unit])} {unit.replace('_', '-')} per arm, "
+        f"{budget['epochs']} epoch(s); LoRA settings {json.dumps(exp_config['train'])}",
+        f"evaluation: log-prob mode, split {ev.get('split', 'heldout')}, limit {ev.get('limit')} pressured instances "
+        f"(plus their controls and name-swapped twins), first {ev.get('max_pairs') or 'all'} matched pairs per instance: "
+        f"{base.n_heldout} held-out and {base.n_train} train-split instances per model, {len(models)} models",
+        f"time: {sum(cells.values()) / 60:.1f} min over {len(cells)} finished cells "
+        f"(synth {stage('synth'):.0f} s, train {stage('train'):.0f} s, eval {stage('eval'):.0f} s)",
+    ]
+
+
+def make_report(folder: Path, baseline: str | None = None) -> tuple[Path, Path, Comparison]:
     db = RunDB.open_existing(folder)
     evals = [e for e in db.evals() if e["mode"] == "logprob"]
     have = {e["eval_id"] for e in evals}
     exp = experiment_config(db)
-    adapters: dict[str, list[Path]] = {}
     if exp:
-        arms = [{"name": "baseline", "eval_ids": ["baseline"], "seeds": []}]
-        for a in exp["arms"]:
-            ids = [eval_id(a["name"], s) for s in exp["seeds"] if eval_id(a["name"], s) in have]
-            if ids:
-                arms.append({"name": a["name"], "control": a.get("control", False), "eval_ids": ids, "seeds": exp["seeds"]})
-                adapters[a["name"]] = [adapter_dir(folder, a["name"], s) for s in exp["seeds"]]
         if "baseline" not in have:
             raise UserError(f"{folder}: the baseline has not been evaluated yet; run the experiment first")
-        cells = {r["cell"]: r["seconds"] for r in db.query("SELECT cell, seconds FROM cells")}
-        ev = exp["eval"]
-        settings = [
-            f"experiment {exp['id']} v{exp['version']}, model {exp['model']}, seeds {exp['seeds']}",
-            f"training: exactly {exp['tokens']:,} tokens per arm; LoRA settings {json.dumps(exp['train'])}",
-            f"evaluation: log-prob mode, split {ev.get('split', 'heldout')}, limit {ev.get('limit')} pressured "
-            f"instances (plus their controls and name-swapped twins), first {ev.get('max_pairs') or 'all'} matched pairs per instance",
-            f"time: {sum(cells.values()) / 60:.1f} min over {len(cells)} finished cells "
-            f"(synth {sum(v for k, v in cells.items() if k.startswith('synth')):.0f} s, "
-            f"train {sum(v for k, v in cells.items() if k.startswith('train')):.0f} s, "
-            f"eval {sum(v for k, v in cells.items() if k.startswith('eval')):.0f} s)",
-        ]
+        models = experiment_models(folder, exp, have)
+        unit = next(u for u in ("tokens", "loss_tokens", "examples") if exp["budget"].get(u) is not None)
+        cmp = compare(db, models, unit, SATURATION_NATS)
+        settings = settings_lines(db, exp, models, cmp)
         title = f"goodprior report: {exp['id']}"
     else:
         if not evals:
@@ -55,9 +75,9 @@ def make_report(folder: Path, baseline: str | None = None) -> tuple[Path, Path, 
         if first not in have:
             raise UserError(f"{folder}: no eval named {first!r}; have {', '.join(sorted(have))}")
         ordered = [first] + [e["eval_id"] for e in evals if e["eval_id"] != first]
-        arms = [{"name": e, "eval_ids": [e]} for e in ordered]
+        cmp = compare(db, [Model(e, [e]) for e in ordered], None, SATURATION_NATS)
         settings = [f"{e['eval_id']}: model {e['model']}, adapter {e['config'].get('adapter')}" for e in evals]
         title = f"goodprior report: {folder.name}"
-    results = compare(db, arms, adapters)
-    md, html = write_report(folder, title, results, settings)
-    return md, html, results
+    md, html = write_report(folder, title, cmp, settings)
+    write_text_atomic(folder / "report.json", json.dumps(as_json(cmp), indent=1))
+    return md, html, cmp
