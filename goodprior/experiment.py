@@ -1,22 +1,26 @@
-"""An experiment: synth -> train -> eval for baseline plus every arm x seed, into one run database.
+"""An experiment: synth -> train -> eval for baseline plus every arm x dose x seed, into one run database.
 
 Each stage is a *cell* recorded in the database when it finishes. A run killed at any point and started again
 skips finished cells; unfinished ones resume from their own saved state (dataset fingerprints, training
 checkpoints, per-batch evaluation rows).
+
+The file is validated whole when it loads: its `train:` and `eval:` blocks against TrainConfig and EvalConfig,
+its budget, and the known-answer controls its arms declare, so a typo fails in one line before any cell runs.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from goodprior.errors import UserError
 from goodprior.yamlio import load_model
@@ -25,7 +29,15 @@ if TYPE_CHECKING:
     from goodprior.scenarios.library import Library
     from goodprior.synth.build import TokenCounter
 
-DEFAULT_EXPERIMENT = Path(__file__).parent / "experiments" / "default.yaml"
+EXPERIMENT_DIR = Path(__file__).parent / "experiments"
+DEFAULT_EXPERIMENT = EXPERIMENT_DIR / "default.yaml"
+Role = Literal["positive", "negative", "neutral"]
+UNITS = ("tokens", "loss_tokens", "examples")
+UNIT_SUFFIX = {"tokens": "tok", "loss_tokens": "losstok", "examples": "ex"}
+
+# Settings the runner sets itself for every cell; an experiment file may not set them in its blocks.
+RUNNER_TRAIN_KEYS = {"model", "data", "seed", "out", *UNITS, "epochs"}
+RUNNER_EVAL_KEYS = {"model", "adapter", "mode", "name"}
 
 
 class Strict(BaseModel):
@@ -40,20 +52,101 @@ class DataPart(Strict):
 class ArmSpec(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_+\-]*$")
     data: list[DataPart] = Field(min_length=1)
-    control: bool = False
+    # A known-answer control. Default: the role its recipes declare (all parts the same), else none.
+    control: Role | None = None
+
+
+class Budget(Strict):
+    """What every arm is trained on, in exactly one unit. A list of amounts is a dose-response: every arm is
+    trained at every dose. `tokens` equalises total tokens (what the paper compares); `loss_tokens` equalises
+    the learning signal (a chat row's tokens are mostly prompt); `examples` equalises rows."""
+
+    tokens: list[int] | None = None
+    loss_tokens: list[int] | None = None
+    examples: list[int] | None = None
+    epochs: float = Field(1.0, gt=0)
+
+    @field_validator("tokens", "loss_tokens", "examples", mode="before")
+    @classmethod
+    def _as_list(cls, v: Any) -> Any:
+        return [v] if isinstance(v, (int, float, str)) and not isinstance(v, bool) else v
+
+    @field_validator("tokens", "loss_tokens", "examples")
+    @classmethod
+    def _doses(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None:
+            if not v:
+                raise ValueError("the dose list is empty")
+            if any(d < 1 for d in v):
+                raise ValueError("every dose must be at least 1")
+            if len(set(v)) != len(v):
+                raise ValueError("doses repeat")
+        return sorted(v) if v else v
+
+    @model_validator(mode="after")
+    def _one_unit(self) -> Budget:
+        given = [u for u in UNITS if getattr(self, u) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one budget unit ({', '.join(UNITS)}); got {', '.join(given) or 'none'}")
+        return self
+
+    @property
+    def unit(self) -> str:
+        return next(u for u in UNITS if getattr(self, u) is not None)
+
+    @property
+    def doses(self) -> list[int]:
+        return getattr(self, self.unit)
+
+
+class SynthSettings(Strict):
+    generator: Literal["offline"] = Field("offline", description="Experiments synthesize offline; build LLM datasets "
+                                          "with `goodprior synth` first.")
+    seed: int = 0
+    spec: str | None = Field(None, description="A spec file (YAML or Markdown); default: the built-in constitution.")
+
+
+def _check_block(block: dict[str, Any], config: type[BaseModel], forbidden: set[str], fill: dict[str, Any], name: str) -> None:
+    """Validate an experiment's `train:`/`eval:` block against its config model now, not when its first cell runs."""
+    for key in block:
+        if key in forbidden:
+            raise ValueError(f"'{key}' is set by the experiment runner for every cell, not in '{name}:'")
+    try:
+        config.model_validate({**fill, **block})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"])
+        raise ValueError(f"{field}: {err['msg']}" if field else err["msg"]) from None
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
 
 class Experiment(Strict):
     id: str
     version: int = 1
     model: str = "smollm2"
-    tokens: int = Field(ge=100, description="Exact training tokens per arm (target tokenizer).")
+    budget: Budget
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     arms: list[ArmSpec] = Field(min_length=1)
-    synth: dict[str, Any] = Field(default_factory=dict, description="generator, seed, spec")
-    train: dict[str, Any] = Field(default_factory=dict, description="TrainConfig overrides")
-    eval: dict[str, Any] = Field(default_factory=dict, description="EvalConfig overrides")
+    synth: SynthSettings = Field(default_factory=SynthSettings)
+    train: dict[str, Any] = Field(default_factory=dict, description="TrainConfig fields for every arm.")
+    eval: dict[str, Any] = Field(default_factory=dict, description="EvalConfig fields (log-prob mode).")
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tokens_shorthand(cls, data: Any) -> Any:
+        """`tokens: N` (or a list) is shorthand for `budget: {tokens: N}`."""
+        if isinstance(data, dict) and "tokens" in data:
+            if "budget" in data:
+                raise ValueError("give either 'tokens' or 'budget', not both")
+            data = {k: v for k, v in data.items() if k != "tokens"} | {"budget": {"tokens": data["tokens"]}}
+        return data
 
     @field_validator("arms")
     @classmethod
@@ -63,51 +156,135 @@ class Experiment(Strict):
             raise ValueError("arm names must be unique and not 'baseline'")
         return arms
 
+    @field_validator("train")
     @classmethod
-    def load(cls, path: Path | None = None, profile: str | None = None) -> Experiment:
-        exp: Experiment = load_model(path or DEFAULT_EXPERIMENT, cls)  # type: ignore[assignment]
+    def _train_block(cls, block: dict[str, Any]) -> dict[str, Any]:
+        from goodprior.train.config import TrainConfig
+
+        _check_block(block, TrainConfig, RUNNER_TRAIN_KEYS, {"data": ["-"]}, "train")
+        return block
+
+    @field_validator("eval")
+    @classmethod
+    def _eval_block(cls, block: dict[str, Any]) -> dict[str, Any]:
+        from goodprior.config import EvalConfig
+
+        _check_block(block, EvalConfig, RUNNER_EVAL_KEYS, {}, "eval")
+        return block
+
+    @model_validator(mode="after")
+    def _controls(self) -> Experiment:
+        from goodprior.synth.recipes import load_recipe
+
+        for arm in self.arms:
+            recipes = []
+            for part in arm.data:
+                try:
+                    recipes.append(load_recipe(part.arm))
+                except UserError as exc:
+                    raise ValueError(f"arm {arm.name}: {exc}") from None
+            roles = {r.control for r in recipes}
+            if arm.control is None and len(roles) == 1:
+                arm.control = roles.pop()
+            if arm.control == "positive" and any(r.builder != "honeypot" for r in recipes):
+                raise ValueError(f"arm {arm.name}: a positive control plants the answer on train-split honeypot "
+                                 "prompts; its data must be honeypot arms")
+            if any(r.builder == "honeypot" for r in recipes) and not self.scenario_library().select("train", None):
+                raise ValueError(f"arm {arm.name}: honeypot arms (and the positive control) are built from train-split "
+                                 "families, and the scenario library has none")
+        return self
+
+    def scenario_library(self) -> Library:
+        """The scenarios every cell uses: the eval block's `scenarios` or the built-in library."""
+        from goodprior.scenarios.library import Library
+
+        ref = self.eval.get("scenarios")
+        return Library.load(Path(ref) if ref else None)
+
+    @classmethod
+    def load(cls, path: Path | str | None = None, profile: str | None = None) -> Experiment:
+        exp: Experiment = load_model(resolve_experiment(path), cls)  # type: ignore[assignment]
         if profile:
             if profile not in exp.profiles:
                 raise UserError(f"unknown profile {profile!r}; this experiment has: {', '.join(exp.profiles) or 'none'}")
-            merged = {**exp.model_dump(), **exp.profiles[profile], "profiles": {}}
+            merged = deep_merge(exp.model_dump(exclude={"profiles"}), exp.profiles[profile])
             merged["id"] = f"{exp.id}-{profile}"
-            exp = cls.model_validate(merged)
+            try:
+                exp = cls.model_validate(merged)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                raise UserError(f"profile {profile!r}: field '{'.'.join(map(str, err['loc']))}': {err['msg']}") from None
         return exp
 
+    # ------------------------------------------------------------ derived
     def data_arms(self) -> list[str]:
         return sorted({part.arm for arm in self.arms for part in arm.data})
 
-    def tokens_needed(self, data_arm: str) -> int:
-        """Synthetic tokens a data arm must hold: its largest share of any arm's budget, plus slack."""
+    def role(self, role: Role) -> ArmSpec | None:
+        return next((a for a in self.arms if a.control == role), None)
+
+    def share_needed(self, data_arm: str) -> int:
+        """The largest amount (in the budget's unit) any arm x dose takes from one data arm."""
         from goodprior.train.data import split_budget
 
         need = 0
         for arm in self.arms:
-            shares = split_budget(self.tokens, [p.weight for p in arm.data])
-            need = max([need] + [s for p, s in zip(arm.data, shares) if p.arm == data_arm])
-        return int(need * 1.15) + 2000
+            for dose in self.budget.doses:
+                shares = split_budget(dose, [p.weight for p in arm.data])
+                need = max([need] + [s for p, s in zip(arm.data, shares) if p.arm == data_arm])
+        return need
+
+    def dose_label(self, dose: int) -> str:
+        return f"{dose}{UNIT_SUFFIX[self.budget.unit]}"
+
+    def train_config(self, arm: ArmSpec, dose: int, seed: int, out: Path, data: list[str]):
+        from goodprior.train.config import TrainConfig
+
+        return TrainConfig.model_validate({**self.train, "model": self.model, "data": data, self.budget.unit: dose,
+                                           "epochs": self.budget.epochs, "seed": seed, "out": str(out)})
+
+
+def resolve_experiment(ref: Path | str | None) -> Path:
+    """A path, or the name of a shipped experiment (`goodprior run default`)."""
+    if ref is None:
+        return DEFAULT_EXPERIMENT
+    path = Path(ref)
+    if path.exists():
+        return path
+    shipped = EXPERIMENT_DIR / f"{ref}.yaml"
+    if shipped.exists():
+        return shipped
+    names = ", ".join(sorted(p.stem for p in EXPERIMENT_DIR.glob("*.yaml")))
+    raise UserError(f"{ref}: no such experiment file, nor a shipped experiment (shipped: {names})")
 
 
 # ---------------------------------------------------------------- cells
 
 
+def model_id(exp: Experiment, arm: str, dose: int, seed: int) -> str:
+    """The eval id of one trained model: arm, dose and seed."""
+    return f"{arm}/{exp.dose_label(dose)}/s{seed}"
+
+
+def trained_models(exp: Experiment) -> list[tuple[ArmSpec, int, int]]:
+    return [(arm, dose, seed) for arm in exp.arms for dose in exp.budget.doses for seed in exp.seeds]
+
+
 def cell_ids(exp: Experiment) -> list[tuple[str, dict[str, Any]]]:
     cells: list[tuple[str, dict[str, Any]]] = [(f"synth/{a}", {"stage": "synth", "arm": a}) for a in exp.data_arms()]
-    cells.append(("eval/baseline", {"stage": "eval", "arm": "baseline", "seed": None}))
-    for seed in exp.seeds:
-        for arm in exp.arms:
-            cells.append((f"train/{arm.name}/s{seed}", {"stage": "train", "arm": arm.name, "seed": seed}))
-            cells.append((f"eval/{arm.name}/s{seed}", {"stage": "eval", "arm": arm.name, "seed": seed}))
+    for arm, dose, seed in trained_models(exp):
+        cells.append((f"train/{model_id(exp, arm.name, dose, seed)}", {"stage": "train", "arm": arm.name, "dose": dose,
+                                                                       "seed": seed}))
+    cells.append(("eval/baseline", {"stage": "eval", "arm": "baseline"}))
+    for arm, dose, seed in trained_models(exp):
+        cells.append((f"eval/{model_id(exp, arm.name, dose, seed)}", {"stage": "eval", "arm": arm.name, "dose": dose,
+                                                                      "seed": seed}))
     return cells
 
 
-def adapter_dir(run: Path, arm: str, seed: int) -> Path:
-    """Where an arm x seed adapter lives inside a run folder ('+' is kept out of folder names)."""
-    return run / "adapters" / f"{arm.replace('+', '_')}-s{seed}"
-
-
-def eval_id(arm: str, seed: int | None) -> str:
-    return "baseline" if arm == "baseline" else f"{arm}/s{seed}"
+def adapter_dir(run: Path, exp: Experiment, arm: str, dose: int, seed: int) -> Path:
+    """Where an arm x dose x seed adapter lives inside a run folder ('+' is kept out of folder names)."""
+    return run / "adapters" / f"{arm.replace('+', '_')}-{exp.dose_label(dose)}-s{seed}"
 
 
 class Runner:
@@ -118,15 +295,18 @@ class Runner:
 
         self.exp, self.out = exp, out
         self.db = RunDB(out / "results.sqlite")
+        blob = json.dumps(exp.model_dump(), sort_keys=True)
         with self.db.transaction() as c:
             c.execute("CREATE TABLE IF NOT EXISTS cells (cell TEXT PRIMARY KEY, seconds REAL NOT NULL, finished TEXT NOT NULL)")
             c.execute("CREATE TABLE IF NOT EXISTS experiment (id INTEGER PRIMARY KEY CHECK (id = 0), config TEXT NOT NULL)")
             row = c.execute("SELECT config FROM experiment").fetchone()
-            blob = json.dumps(exp.model_dump(), sort_keys=True)
+            finished_any = c.execute("SELECT 1 FROM cells LIMIT 1").fetchone() is not None
             if row is None:
                 c.execute("INSERT INTO experiment VALUES (0, ?)", (blob,))
             elif row[0] != blob:
-                raise UserError(f"{out}: holds a run of a different experiment configuration; use another --out")
+                if finished_any:
+                    raise UserError(f"{out}: holds a run of a different experiment configuration; use another --out")
+                c.execute("UPDATE experiment SET config = ? WHERE id = 0", (blob,))  # nothing finished: start afresh
 
     def finished(self) -> dict[str, float]:
         return {r["cell"]: r["seconds"] for r in self.db.query("SELECT cell, seconds FROM cells")}
@@ -140,43 +320,62 @@ class Runner:
     def data_dir(self, data_arm: str) -> Path:
         return self.out / "data" / data_arm
 
-    def adapter_dir(self, arm: str, seed: int) -> Path:
-        return adapter_dir(self.out, arm, seed)
+    def adapter_dir(self, arm: str, dose: int, seed: int) -> Path:
+        return adapter_dir(self.out, self.exp, arm, dose, seed)
 
     @cached_property
     def library(self) -> Library:
-        from goodprior.scenarios.library import Library
+        return self.exp.scenario_library()
 
-        return Library.load()
+    @cached_property
+    def tokenizer(self) -> Any:
+        from goodprior.synth.run import load_tokenizer
+
+        return load_tokenizer(self.exp.model)
 
     @cached_property
     def token_counter(self) -> TokenCounter:
         """The target model's tokenizer, loaded once for every synth cell."""
         from goodprior.synth.build import TokenCounter
-        from goodprior.synth.run import load_tokenizer
 
-        return TokenCounter(load_tokenizer(self.exp.model), self.exp.model)
+        return TokenCounter(self.tokenizer, self.exp.model)
 
     def run_synth(self, data_arm: str, advance: Callable[[int], None]) -> None:
+        """Build a data arm large enough for its largest share. A `loss_tokens` budget is met by building in
+        tokens and growing the set until it holds enough loss-bearing tokens (offline builds are prefix-stable)."""
         from goodprior.synth.run import synth_offline
         from goodprior.synth.spec import load_spec
 
-        s = self.exp.synth
-        if s.get("generator", "offline") != "offline":
-            raise UserError("experiments synthesize offline; build LLM datasets with `goodprior synth` first")
-        synth_offline(data_arm, load_spec(Path(s["spec"]) if s.get("spec") else None), self.data_dir(data_arm),
-                      self.token_counter, self.library, n=None, tokens=self.exp.tokens_needed(data_arm),
-                      seed=int(s.get("seed", 0)), dedup_threshold=None, own_name=self._own_name(), advance=advance)
+        spec = load_spec(Path(self.exp.synth.spec) if self.exp.synth.spec else None)
+        unit, need = self.exp.budget.unit, self.exp.share_needed(data_arm)
+        size = {"n": int(need * 1.15) + 8} if unit == "examples" else {"tokens": int(need * 1.15) + 2000}
+        for _ in range(6):
+            synth_offline(data_arm, spec, self.data_dir(data_arm), self.token_counter, self.library, n=size.get("n"),
+                          tokens=size.get("tokens"), seed=self.exp.synth.seed, dedup_threshold=None,
+                          own_name=self._own_name(), advance=advance)
+            if unit != "loss_tokens":
+                return
+            held = self._loss_tokens_held(data_arm)
+            if held >= need * 1.05:
+                return
+            size["tokens"] = int(size["tokens"] * need / max(held, 1) * 1.2) + 2000
+        raise UserError(f"arm {data_arm}: could not build {need} loss-bearing tokens")
+
+    def _loss_tokens_held(self, data_arm: str) -> int:
+        from goodprior.backends.chat_format import ChatFormat
+        from goodprior.train.data import encode_row, read_rows
+
+        fmt = ChatFormat(self.tokenizer)
+        return sum(sum(encode_row(r, self.tokenizer, fmt)[1]) for r in read_rows(self.data_dir(data_arm)))
 
     def _own_name(self) -> str:
         from goodprior.models import embedded
 
         return embedded.ASSISTANT_NAME if self.exp.model == embedded.NAME else "Assistant"
 
-    def run_train(self, arm: ArmSpec, seed: int, advance: Callable[[int], None]) -> None:
+    def run_train(self, arm: ArmSpec, dose: int, seed: int, advance: Callable[[int], None]) -> None:
         from transformers import TrainerCallback
 
-        from goodprior.train.config import TrainConfig
         from goodprior.train.trainer import train
 
         class Steps(TrainerCallback):
@@ -184,30 +383,32 @@ class Runner:
                 advance(1)
 
         data = [f"{self.data_dir(p.arm)}:{p.weight}" for p in arm.data]
-        cfg = TrainConfig.model_validate({**self.exp.train, "model": self.exp.model, "data": data,
-                                          "tokens": self.exp.tokens, "seed": seed, "out": str(self.adapter_dir(arm.name, seed))})
-        train(cfg, callbacks=[Steps()])
+        train(self.exp.train_config(arm, dose, seed, self.adapter_dir(arm.name, dose, seed), data), callbacks=[Steps()])
 
-    def run_eval(self, arm: str, seed: int | None, progress) -> None:
-        from goodprior.backends import load_backend
+    def eval_config(self, arm: str, dose: int | None = None, seed: int | None = None):
         from goodprior.config import EvalConfig
+
+        baseline = arm == "baseline"
+        return EvalConfig.model_validate({
+            **self.exp.eval, "model": self.exp.model, "mode": "logprob",
+            "adapter": None if baseline else str(self.adapter_dir(arm, dose, seed)),
+            "name": "baseline" if baseline else model_id(self.exp, arm, dose, seed)})
+
+    def run_eval(self, arm: str, dose: int | None, seed: int | None, progress) -> None:
+        from goodprior.backends import load_backend
         from goodprior.evaluate import run_eval
         from goodprior.scenarios.library import load_persona
 
-        adapter = None if arm == "baseline" else str(self.adapter_dir(arm, seed))
-        cfg = EvalConfig.model_validate({**self.exp.eval, "model": self.exp.model, "adapter": adapter,
-                                         "mode": "logprob", "name": eval_id(arm, seed)})
+        cfg = self.eval_config(arm, dose, seed)
         backend = load_backend(cfg.model, adapter=cfg.adapter, dtype=cfg.dtype, device=cfg.device)
         backend.batch_size = cfg.batch_size
         run_eval(self.db, cfg, backend, self.library, load_persona(), progress=progress)
 
     @cached_property
     def eval_size(self) -> int:
-        from goodprior.config import EvalConfig
         from goodprior.evaluate import plan
 
-        cfg = EvalConfig.model_validate({**self.exp.eval, "model": self.exp.model})
-        return len(plan(self.library, cfg, self._own_name()))
+        return len(plan(self.library, self.eval_config("baseline"), self._own_name()))
 
     # -------------------------------------------------------------- driver
     def estimate(self, info: dict[str, Any]) -> float:
@@ -215,8 +416,14 @@ class Runner:
         if info["stage"] == "synth":
             return 10.0
         if info["stage"] == "train":
-            return self.exp.tokens / 250.0 + 15
+            return self._steps(info["dose"]) * 2048 * self.exp.budget.epochs / 250.0 + 15
         return self.eval_size * 1.6 + 5
+
+    def _steps(self, dose: int) -> int:
+        """Expected optimiser steps (packed sequences of max_length) of one training cell, for its bar."""
+        per_unit = {"tokens": 1, "loss_tokens": 15, "examples": 1200}[self.exp.budget.unit]  # tokens per unit, rough
+        tokens = dose * per_unit
+        return max(1, math.ceil(tokens * self.exp.budget.epochs / int(self.exp.train.get("max_length", 2048))))
 
     def run(self) -> None:
         from goodprior.progress import make_progress
@@ -245,12 +452,12 @@ class Runner:
                 progress.remove_task(task)
 
         if info["stage"] == "synth":
-            with stage_bar(cell, self.exp.tokens_needed(info["arm"])) as advance:
+            need = self.exp.share_needed(info["arm"])
+            with stage_bar(cell, need if self.exp.budget.unit == "examples" else int(need * 1.15) + 2000) as advance:
                 self.run_synth(info["arm"], advance)
         elif info["stage"] == "train":
             arm = next(a for a in self.exp.arms if a.name == info["arm"])
-            steps = max(1, self.exp.tokens // int(self.exp.train.get("max_length", 2048)))
-            with stage_bar(cell, steps) as advance:
-                self.run_train(arm, info["seed"], advance)
+            with stage_bar(cell, self._steps(info["dose"])) as advance:
+                self.run_train(arm, info["dose"], info["seed"], advance)
         else:
-            self.run_eval(info["arm"], info["seed"], stage_bar)
+            self.run_eval(info["arm"], info.get("dose"), info.get("seed"), stage_bar)

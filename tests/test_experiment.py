@@ -8,8 +8,8 @@ from goodprior.experiment import Experiment, Runner, cell_ids
 
 def experiment(model) -> Experiment:
     return Experiment.model_validate({
-        "id": "t", "model": str(model), "tokens": 300, "seeds": [0],
-        "arms": [{"name": "evil", "control": True, "data": [{"arm": "misaligned-fiction"}]}],
+        "id": "t", "model": str(model), "budget": {"tokens": 300}, "seeds": [0],
+        "arms": [{"name": "evil", "data": [{"arm": "misaligned-fiction"}]}],
         "train": {"max_length": 256, "save_steps": 1}, "eval": {"split": "all", "limit": 1, "max_pairs": 1},
     })
 
@@ -17,12 +17,58 @@ def experiment(model) -> Experiment:
 def test_default_experiment_and_profiles_load():
     exp = Experiment.load()
     assert {a.name for a in exp.arms} >= {"honeypot-actions", "honeypot-deliberation", "difficult-advice", "docs+stories"}
-    assert any(a.control for a in exp.arms)
-    quick = Experiment.load(profile="quick")
-    assert quick.id == "default-quick" and quick.tokens < exp.tokens
+    assert exp.role("positive").name == "honeypot-misaligned" and exp.role("neutral").name == "neutral-text"
+    quick = Experiment.load("default", profile="quick")
+    assert quick.id == "default-quick" and quick.budget.doses[0] < exp.budget.doses[0]
+    assert quick.eval["split"] == exp.eval["split"]  # profiles merge deeply: unset keys keep the file's values
     with pytest.raises(UserError, match="unknown profile"):
         Experiment.load(profile="nope")
-    assert [c for c, _ in cell_ids(exp)][-2:] == ["train/misaligned-fiction/s0", "eval/misaligned-fiction/s0"]
+    ids = [c for c, _ in cell_ids(exp)]
+    assert ids.index("eval/baseline") > max(i for i, c in enumerate(ids) if c.startswith("train/"))
+
+
+def base_file(**change) -> dict:
+    spec = {"id": "t", "budget": {"tokens": 300}, "arms": [{"name": "evil", "data": [{"arm": "misaligned-fiction"}]}]}
+    return {**spec, **change}
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"train": {"learning_rat": 0.1}}, "learning_rat"),
+    ({"train": {"seed": 3}}, "set by the experiment runner"),
+    ({"eval": {"split": "held-out"}}, "split"),
+    ({"eval": {"mode": "generate"}}, "set by the experiment runner"),
+    ({"budget": {"parsecs": 3}}, "parsecs"),
+    ({"budget": {"tokens": []}}, "dose list is empty"),
+    ({"budget": {"tokens": 100, "examples": 5}}, "exactly one budget unit"),
+    ({"tokens": 100, "budget": {"tokens": 100}}, "either 'tokens' or 'budget'"),
+    ({"arms": [{"name": "pc", "control": "positive", "data": [{"arm": "misaligned-fiction"}]}]}, "honeypot arms"),
+    ({"arms": [{"name": "x", "data": [{"arm": "no-such-arm"}]}]}, "unknown arm"),
+])
+def test_bad_experiment_files_fail_in_one_line_before_any_cell(tmp_path, change, message):
+    import yaml
+
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(base_file(**change)))
+    with pytest.raises(UserError, match=message) as info:
+        Experiment.load(path)
+    assert "\n" not in str(info.value) and str(path) in str(info.value)
+
+
+def test_dose_lists_make_one_cell_per_arm_dose_seed():
+    exp = Experiment.model_validate(base_file(budget={"loss_tokens": [400, 100]}, seeds=[0, 1]))
+    assert exp.budget.doses == [100, 400] and exp.budget.unit == "loss_tokens"
+    trains = [c for c, _ in cell_ids(exp) if c.startswith("train/")]
+    assert trains == ["train/evil/100losstok/s0", "train/evil/100losstok/s1", "train/evil/400losstok/s0",
+                      "train/evil/400losstok/s1"]
+    assert exp.share_needed("misaligned-fiction") == 400
+
+
+def test_a_folder_that_finished_no_cell_takes_a_new_configuration(tmp_path):
+    Runner(Experiment.model_validate(base_file()), tmp_path)
+    changed = Experiment.model_validate(base_file(seeds=[3]))
+    Runner(changed, tmp_path).mark("synth/misaligned-fiction", 1.0)  # accepted: nothing had finished
+    with pytest.raises(UserError, match="different experiment configuration"):
+        Runner(Experiment.model_validate(base_file()), tmp_path)
 
 
 def test_killed_experiment_resumes_without_redoing_cells(tmp_path, tiny_dir, monkeypatch):
@@ -38,7 +84,7 @@ def test_killed_experiment_resumes_without_redoing_cells(tmp_path, tiny_dir, mon
     with pytest.raises(KeyboardInterrupt):
         runner.run()
     first = runner.finished()
-    assert set(first) == {"synth/misaligned-fiction", "eval/baseline"}
+    assert set(first) == {"synth/misaligned-fiction"}
     monkeypatch.undo()
 
     calls = []
@@ -46,12 +92,13 @@ def test_killed_experiment_resumes_without_redoing_cells(tmp_path, tiny_dir, mon
     monkeypatch.setattr(Runner, "run_cell", lambda self, cell, info, progress: (calls.append(cell), original(self, cell, info, progress)))
     again = Runner(exp, tmp_path)
     again.run()
-    assert calls == ["train/evil/s0", "eval/evil/s0"]
+    assert calls == ["train/evil/300tok/s0", "eval/baseline", "eval/evil/300tok/s0"]
     assert {k: v for k, v in again.finished().items() if k in first} == first
-    md, html, results = make_report(tmp_path)
-    assert [r.name for r in results] == ["baseline", "evil"] and results[1].tokens == 300
-    assert "evil (control)" in md.read_text()
+    md, html, cmp = make_report(tmp_path)
+    assert [r.name for r in cmp.arms] == ["baseline", "evil"] and cmp.arms[1].budget["tokens"] == 300
+    assert cmp.arms[1].budget["rows"] >= 1 and cmp.arms[1].budget["steps"] >= 1
+    assert "evil (negative control)" in md.read_text()
 
-    changed = experiment(tiny_dir).model_copy(update={"tokens": 400})
+    changed = experiment(tiny_dir).model_copy(update={"seeds": [1]})
     with pytest.raises(UserError, match="different experiment configuration"):
         Runner(changed, tmp_path)
