@@ -18,11 +18,12 @@ class Recipe(BaseModel):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9\-]*$")
     version: int = Field(ge=1)
     description: str
-    shape: Literal["text", "messages"]
+    shape: Literal["text", "messages", "mixed"]  # mixed: the grammar's `shape` plan variable chooses per example
     builder: Literal["grammar", "honeypot"]
     grammar: str | None = None  # grammar file stem (for honeypot: the deliberation grammar, if any)
     deliberate: bool = False  # honeypot: the assistant reasons before acting
-    control: bool = False  # a negative control: never mixed into a repair arm by default
+    # a known-answer control: positive (plants the answer), negative (the evil-AI trope), neutral (the null control)
+    control: Literal["positive", "negative", "neutral"] | None = None
     dedup_threshold: float = Field(0.6, ge=0.1, le=0.95, description="Near-duplicate cut-off (MinHash Jaccard, word 5-grams).")
     max_tokens: int = Field(1536, description="Examples longer than this (target tokenizer) are dropped.")
     llm_instructions: str = Field("", description="What an LLM generator should write from a plan.")
