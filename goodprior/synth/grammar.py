@@ -5,7 +5,13 @@ Grammar files are data (goodprior/synth/grammars/*.yaml). Rendering one example:
      earlier plan value), a slot, a list of choices, or the spec;
   2. render the output template(s), in which `pick('slot')` renders a random alternative of a slot (recursively),
      `one(xs)` / `some(xs, k)` draw from lists, `maybe(p)` flips a coin, `say(s)` renders a string held in a pool
-     item as a fragment, `cap(s)` capitalises, `pools` and `spec` are visible.
+     item as a fragment, `cap(s)` capitalises, `sentence(s)` also ends it with a full stop, `pools` and `spec`
+     are visible;
+     `pick_or(slot, fallback)` picks from `fallback` when the grammar has no `slot`, and `keyed(table, key)` is
+     `table[key]` or, for a key the table lacks, `table['generic']` (or a named fallback key) (a user spec's own principles reach the
+     grammar's generic fragments through these two and through a pool draw's `otherwise`).
+A grammar with both `template` and `messages` writes both shapes: its plan variable `shape` (`text` or
+`messages`) chooses per example.
 The same seed and index always give the same text.
 """
 
@@ -27,6 +33,7 @@ from goodprior.synth.spec import Spec
 from goodprior.yamlio import load_model
 
 GRAMMAR_DIR = Path(__file__).parent / "grammars"
+SHAPES = ("text", "messages")
 
 
 class Draw(BaseModel):
@@ -44,13 +51,16 @@ class Draw(BaseModel):
     # path into the plan so far, e.g. {principles: principle.id}. One lookup at plan time instead of a scan of
     # the pool inside every fragment that needs the item.
     where: dict[str, str] | None = None
+    otherwise: str | None = None  # with `where`: the pool to draw from when no item matches (a user spec's principle)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Draw:
-        if sum(v is not None for k, v in self.model_dump().items() if k != "where") != 1:
+        if sum(v is not None for k, v in self.model_dump().items() if k not in ("where", "otherwise")) != 1:
             raise ValueError("give exactly one of pool, slot, choice, spec, spec_from, integer, sample")
         if self.where is not None and self.pool is None:
             raise ValueError("'where' filters a pool: give it with 'pool'")
+        if self.otherwise is not None and self.where is None:
+            raise ValueError("'otherwise' is the fallback of a 'where' filter: give it with 'where'")
         return self
 
 
@@ -71,6 +81,11 @@ class Grammar(BaseModel):
             for name, items in getattr(self, kind).items():
                 if not items:
                     raise ValueError(f"{kind[:-1]} {name!r} is empty")
+        if self.template is not None and self.messages is not None:
+            shape = self.plan.get("shape")
+            if shape is None or not shape.choice or not set(shape.choice) <= set(SHAPES):
+                raise ValueError("a grammar with both 'template' and 'messages' needs a plan variable "
+                                 "'shape: {choice: [text, messages, ...]}' that chooses per example")
         return self
 
 
@@ -128,6 +143,8 @@ def check_references(g: LoadedGrammar, path: Path) -> None:
             raise UserError(f"{path}: plan variable {var!r} draws from unknown pool {draw.pool!r}")
         if draw.slot and draw.slot not in g.slots:
             raise UserError(f"{path}: plan variable {var!r} draws from unknown slot {draw.slot!r}")
+        if draw.otherwise and draw.otherwise not in g.pools:
+            raise UserError(f"{path}: plan variable {var!r} falls back to unknown pool {draw.otherwise!r}")
 
 
 _SPACES = re.compile(r"[ \t]+")
@@ -155,6 +172,12 @@ def cap(text: str) -> str:
     return text[:1].upper() + text[1:] if text else text
 
 
+def sentence(text: str) -> str:
+    """A spec's own phrase as a sentence: stripped, capitalised, ending in punctuation."""
+    text = cap(str(text).strip())
+    return text if not text or text[-1] in ".!?\"'" else text + "."
+
+
 class Renderer:
     """Renders examples of one grammar; holds the rng of the example being rendered."""
 
@@ -165,7 +188,8 @@ class Renderer:
         self.context: dict[str, Any] = {}
         self.depth = 0
         self.filtered: dict[tuple, list[Any]] = {}  # see _filtered
-        self.direct = frozenset({self.pick, self.render, self.one, self.some, self.maybe, cap})
+        self.direct = frozenset({self.pick, self.pick_or, self.keyed, self.render, self.one, self.some, self.maybe,
+                                 cap, sentence})
 
     def render(self, text: str, extra: dict[str, Any] | None = None) -> str:
         self.depth += 1
@@ -184,6 +208,16 @@ class Renderer:
     def pick(self, slot: str, **extra: Any) -> str:
         return self.render(self.rng.choice(self.g.slots[slot]), extra)
 
+    def pick_or(self, slot: str, fallback: str, **extra: Any) -> str:
+        return self.pick(slot if slot in self.g.slots else fallback, **extra)
+
+    def keyed(self, table: dict[str, Any], key: str, fallback: str = "generic") -> Any:
+        if key in table:
+            return table[key]
+        if fallback in table:
+            return table[fallback]
+        raise UserError(f"grammar {list(self.g.ids)[0]}: a keyed table has neither {key!r} nor {fallback!r}")
+
     def one(self, items: list[Any]) -> Any:
         return self.rng.choice(list(items))
 
@@ -198,7 +232,8 @@ class Renderer:
         if draw.pool:
             items = self.g.pools[draw.pool]
             if draw.where:
-                items = self._filtered(draw.pool, tuple((k, self._lookup(v)) for k, v in draw.where.items()))
+                items = self._filtered(draw.pool, tuple((k, self._lookup(v)) for k, v in draw.where.items()),
+                                       draw.otherwise)
             return self.rng.choice(items)
         if draw.slot:
             return tidy(self.pick(draw.slot))
@@ -215,8 +250,9 @@ class Renderer:
         known = [p for p in self.spec.principles if p.id in ids]
         return self.rng.choice(known or self.spec.principles)  # a user spec may not have these ids
 
-    def _filtered(self, pool: str, conditions: tuple[tuple[str, Any], ...]) -> list[Any]:
-        """The items of `pool` that meet every (field, value) condition; computed once per distinct condition."""
+    def _filtered(self, pool: str, conditions: tuple[tuple[str, Any], ...], otherwise: str | None = None) -> list[Any]:
+        """The items of `pool` that meet every (field, value) condition, else the `otherwise` pool; computed once
+        per distinct condition."""
         key = (pool, conditions)
         items = self.filtered.get(key)
         if items is None:
@@ -225,6 +261,8 @@ class Renderer:
                 return want in have if isinstance(have, list) else have == want
 
             items = [it for it in self.g.pools[pool] if all(meets(it, f, w) for f, w in conditions)]
+            if not items and otherwise:
+                items = self.g.pools[otherwise]
             if not items:
                 raise UserError(f"grammar {list(self.g.ids)[0]}: no item of pool {pool!r} has {dict(conditions)}")
             self.filtered[key] = items
@@ -240,12 +278,13 @@ class Renderer:
         """(plan, output) for one example. Output has `text` or `messages`."""
         self.rng = random.Random(seed_key)
         self.context = {**base_variables(), "pools": self.g.pools, "spec": self.spec, "pick": self.pick,
-                        "say": self.render, "one": self.one, "some": self.some, "maybe": self.maybe, "cap": cap,
+                        "pick_or": self.pick_or, "keyed": self.keyed, "say": self.render, "one": self.one,
+                        "some": self.some, "maybe": self.maybe, "cap": cap, "sentence": sentence,
                         **(base or {})}
         plan: dict[str, Any] = {}
         for var, draw in self.g.plan.items():
             plan[var] = self.context[var] = self._draw(draw)
-        if self.g.messages is not None:
+        if self.g.messages is not None and plan.get("shape", "messages") == "messages":
             out = {"messages": [{"role": m["role"], "content": tidy(self.render(m["content"]))} for m in self.g.messages]}
         elif self.g.template is not None:
             out = {"text": tidy(self.render(self.g.template))}

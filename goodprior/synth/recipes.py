@@ -18,7 +18,7 @@ class Recipe(BaseModel):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9\-]*$")
     version: int = Field(ge=1)
     description: str
-    shape: Literal["text", "messages"]
+    shape: Literal["text", "messages", "mixed"]  # mixed: the grammar's `shape` plan variable chooses per example
     builder: Literal["grammar", "honeypot"]
     grammar: str | None = None  # grammar file stem (for honeypot: the deliberation grammar, if any)
     deliberate: bool = False  # honeypot: the assistant reasons before acting
