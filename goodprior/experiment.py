@@ -176,6 +176,7 @@ class Experiment(Strict):
     def _controls(self) -> Experiment:
         from goodprior.synth.recipes import load_recipe
 
+        honeypot_arms = []
         for arm in self.arms:
             recipes = []
             for part in arm.data:
@@ -189,9 +190,11 @@ class Experiment(Strict):
             if arm.control == "positive" and any(r.builder != "honeypot" for r in recipes):
                 raise ValueError(f"arm {arm.name}: a positive control plants the answer on train-split honeypot "
                                  "prompts; its data must be honeypot arms")
-            if any(r.builder == "honeypot" for r in recipes) and not self.scenario_library().select("train", None):
-                raise ValueError(f"arm {arm.name}: honeypot arms (and the positive control) are built from train-split "
-                                 "families, and the scenario library has none")
+            if any(r.builder == "honeypot" for r in recipes):
+                honeypot_arms.append(arm.name)
+        if honeypot_arms and not self.scenario_library().select("train", None):
+            raise ValueError(f"arm {honeypot_arms[0]}: honeypot arms (and the positive control) are built from "
+                             "train-split families, and the scenario library has none")
         return self
 
     def scenario_library(self) -> Library:

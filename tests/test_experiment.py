@@ -1,5 +1,7 @@
 """The experiment runner end to end on a tiny model: cells, resumption after a kill, and the report."""
 
+from pathlib import Path
+
 import pytest
 
 from goodprior.errors import UserError
@@ -52,6 +54,20 @@ def test_bad_experiment_files_fail_in_one_line_before_any_cell(tmp_path, change,
     with pytest.raises(UserError, match=message) as info:
         Experiment.load(path)
     assert "\n" not in str(info.value) and str(path) in str(info.value)
+
+
+def test_a_positive_control_needs_train_split_families(tmp_path):
+    import yaml
+
+    from goodprior.scenarios.library import Library
+
+    heldout = next(f for f in Library.load().families.values() if f.split == "heldout")
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(base_file(
+        arms=[{"name": "pc", "data": [{"arm": "honeypot-misaligned"}]}],
+        eval={"scenarios": str(Path(__file__).parents[1] / f"goodprior/scenarios/families/{heldout.id}.yaml")})))
+    with pytest.raises(UserError, match="no train-split families|has none"):
+        Experiment.load(path)
 
 
 def test_dose_lists_make_one_cell_per_arm_dose_seed():
