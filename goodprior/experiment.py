@@ -274,14 +274,19 @@ def trained_models(exp: Experiment) -> list[tuple[ArmSpec, int, int]]:
 
 
 def cell_ids(exp: Experiment) -> list[tuple[str, dict[str, Any]]]:
+    """Synthesis, then one group per dose, smallest first: its training cells, then its evaluations (the
+    baseline's with the first group). A dose-response run reports its cheap doses before it pays for the large."""
     cells: list[tuple[str, dict[str, Any]]] = [(f"synth/{a}", {"stage": "synth", "arm": a}) for a in exp.data_arms()]
-    for arm, dose, seed in trained_models(exp):
-        cells.append((f"train/{model_id(exp, arm.name, dose, seed)}", {"stage": "train", "arm": arm.name, "dose": dose,
-                                                                       "seed": seed}))
-    cells.append(("eval/baseline", {"stage": "eval", "arm": "baseline"}))
-    for arm, dose, seed in trained_models(exp):
-        cells.append((f"eval/{model_id(exp, arm.name, dose, seed)}", {"stage": "eval", "arm": arm.name, "dose": dose,
-                                                                      "seed": seed}))
+    for k, dose in enumerate(exp.budget.doses):
+        group = [(arm, seed) for arm in exp.arms for seed in exp.seeds]
+        for arm, seed in group:
+            cells.append((f"train/{model_id(exp, arm.name, dose, seed)}",
+                          {"stage": "train", "arm": arm.name, "dose": dose, "seed": seed}))
+        if k == 0:
+            cells.append(("eval/baseline", {"stage": "eval", "arm": "baseline"}))
+        for arm, seed in group:
+            cells.append((f"eval/{model_id(exp, arm.name, dose, seed)}",
+                          {"stage": "eval", "arm": arm.name, "dose": dose, "seed": seed}))
     return cells
 
 

@@ -26,7 +26,8 @@ def test_default_experiment_and_profiles_load():
     with pytest.raises(UserError, match="unknown profile"):
         Experiment.load(profile="nope")
     ids = [c for c, _ in cell_ids(exp)]
-    assert ids.index("eval/baseline") > max(i for i, c in enumerate(ids) if c.startswith("train/"))
+    first_dose = [c for c in ids if c.startswith("train/") and f"/{exp.dose_label(exp.budget.doses[0])}/" in c]
+    assert ids.index("eval/baseline") == ids.index(first_dose[-1]) + 1  # after the first dose group's training
 
 
 def base_file(**change) -> dict:
