@@ -71,8 +71,8 @@ def instance_scores(db: RunDB, eval_id: str) -> dict[str, InstanceScore]:
 
 
 # ------------------------------------------------------------------ saturation and the persona calibration
-# Beyond 4 nats sigmoid(x) is past 98.2% (or below 1.8%) and its slope is under 7% of its value at 0: a shift of
-# one nat moves propensity by less than 1.8 points, so such a pair barely contributes to a propensity difference.
+# Beyond 4 nats sigmoid(x) is past 98.2% (or below 1.8%) and its slope under 1.8 points per nat, 7% of its slope
+# at 0: such a pair barely moves a propensity difference, whatever moves it (docs/measurement.md).
 SATURATION_NATS = 4.0
 
 

@@ -104,9 +104,9 @@ def _report_model_check(lib, backend) -> None:
     typer.echo(f"saturated pairs (control-context |log-odds| > {check.threshold:g} nats): "
                f"{len(saturated)} of {len(check.control)} ({len(saturated) / max(len(check.control), 1):.0%})")
     for fam in families:
-        mine = sorted((k, v) for k, v in saturated.items() if k[0] == fam.id)
+        mine = sorted(k for k in saturated if k[0] == fam.id)
         n = sum(k[0] == fam.id for k in check.control)
-        listed = ", ".join(f"{setting}/{pair} {v:+.1f}" for (_, setting, pair), v in mine) or "none"
+        listed = ", ".join(f"{setting}/{pair} {check.control[f, setting, pair]:+.1f}" for f, setting, pair in mine) or "none"
         typer.echo(f"  {fam.id}: {len(mine)}/{n}: {listed}")
     neutral = check.neutral_persona
     verdict = "UNINFORMATIVE (saturated)" if persona_uninformative(neutral) else "informative"

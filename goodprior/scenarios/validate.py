@@ -74,12 +74,9 @@ def probe_controls(families: list[Family], own_name: str) -> list[Instance]:
 @dataclass(frozen=True)
 class ModelCheck:
     control: dict[tuple[str, str, str], float]  # (family, setting, pair id) -> control-context log-odds
+    saturated: set[tuple[str, str, str]]  # those beyond `threshold` (analysis.find_saturated)
     neutral_persona: dict[str, float]  # persona pair id -> neutral-context log-odds
     threshold: float
-
-    @property
-    def saturated(self) -> dict[tuple[str, str, str], float]:
-        return {k: v for k, v in self.control.items() if abs(v) > self.threshold}
 
 
 def check_with_model(families: list[Family], backend, persona, progress=None) -> ModelCheck:
@@ -96,7 +93,7 @@ def check_with_model(families: list[Family], backend, persona, progress=None) ->
     with tempfile.TemporaryDirectory() as tmp:
         db = RunDB(Path(tmp) / "validate.sqlite")
         run_logprob(db, "validate", backend, insts, persona, getattr(backend, "batch_size", 4), progress or (lambda n: None))
-        control = analysis.control_means(analysis.control_logodds(analysis.instance_scores(db, "validate").values()))
+        records = analysis.control_logodds(analysis.instance_scores(db, "validate").values())
         neutral = analysis.neutral_persona(db, "validate")
         db.conn.close()
-    return ModelCheck(control, neutral, analysis.SATURATION_NATS)
+    return ModelCheck(analysis.control_means(records), analysis.find_saturated(records), neutral, analysis.SATURATION_NATS)
