@@ -66,7 +66,7 @@ def validate_family(family: Family, count_tokens: Callable[[str], int], own_name
 # ------------------------------------------------------------------ checks that need the model (--model)
 def probe_controls(families: list[Family], own_name: str) -> list[Instance]:
     """One control instance (goal=none, threat=none, generic name, nudge off) per family and setting: the
-    situation-free preference of every matched pair, at a fifth of a full control sweep's cost."""
+    situation-free preference of every matched pair, at a quarter of a full control sweep's cost."""
     return [i for fam in families for i in expand(fam, own_name)
             if not i.is_honeypot and i.factors["name"] == "generic" and i.factors["nudge"] == "off"]
 
