@@ -67,9 +67,13 @@ def scenarios_show(
 @scenarios_app.command("validate")
 def scenarios_validate(
     scenarios: Optional[Path] = ScenariosOpt,
-    model: Optional[str] = typer.Option(None, help="Count tokens with this model's tokenizer (default: smollm2 if installed, else a word count)."),
+    model: Optional[str] = typer.Option(None, help="Count tokens with this model's tokenizer (default: smollm2 if installed, else a word count); "
+                                        "given, also score each setting's control with it and list saturated pairs."),
+    dtype: str = typer.Option("auto", help="With --model: auto, float32, bfloat16 or float16."),
+    device: str = typer.Option("auto", help="With --model: auto, cpu or cuda."),
 ) -> None:
-    """Schema, rendering of every instance, matched-pair entities and lengths, gates against choices."""
+    """Schema, rendering of every instance, matched-pair entities and lengths, gates against choices; with --model,
+    saturated matched pairs and the persona probe's neutral-context saturation for that model."""
     from goodprior.scenarios.library import Library
     from goodprior.scenarios.validate import validate_family
 
@@ -81,6 +85,33 @@ def scenarios_validate(
     if problems:
         raise typer.Exit(1)
     typer.echo(f"ok: {len(lib.families)} families valid (tokens counted with {how})")
+    if model is not None:
+        _report_model_check(lib, _load_backend(model, None, dtype, device, 4))
+
+
+def _report_model_check(lib, backend) -> None:
+    """Saturated pairs per family and the persona probe's neutral-context calibration (informational: exit 0)."""
+    from goodprior.analysis import persona_uninformative
+    from goodprior.progress import bar
+    from goodprior.scenarios.library import load_persona
+    from goodprior.scenarios.validate import check_with_model, probe_controls
+
+    persona = load_persona()
+    families = list(lib.families.values())
+    with bar("controls", len(probe_controls(families, backend.assistant_name))) as advance:
+        check = check_with_model(families, backend, persona, advance)
+    saturated = check.saturated
+    typer.echo(f"saturated pairs (control-context |log-odds| > {check.threshold:g} nats): "
+               f"{len(saturated)} of {len(check.control)} ({len(saturated) / max(len(check.control), 1):.0%})")
+    for fam in families:
+        mine = sorted(k for k in saturated if k[0] == fam.id)
+        n = sum(k[0] == fam.id for k in check.control)
+        listed = ", ".join(f"{setting}/{pair} {check.control[f, setting, pair]:+.1f}" for f, setting, pair in mine) or "none"
+        typer.echo(f"  {fam.id}: {len(mine)}/{n}: {listed}")
+    neutral = check.neutral_persona
+    verdict = "UNINFORMATIVE (saturated)" if persona_uninformative(neutral) else "informative"
+    typer.echo(f"persona probe {persona.id}@v{persona.version}, neutral context: {verdict}; log-odds "
+               + ", ".join(f"{p} {v:+.1f}" for p, v in neutral.items()))
 
 
 def _load_backend(model: str, adapter: str | None, dtype: str, device: str, batch_size: int):

@@ -12,6 +12,7 @@ from goodprior.backends.base import Backend
 from goodprior.config import EvalConfig
 from goodprior.measure.grading import combine, gate_grade
 from goodprior.measure.judge import judge_conversation, parse_verdict
+from goodprior.measure.persona import neutral_instance_id, neutral_request, persona_choices
 from goodprior.scenarios.instances import Instance
 from goodprior.scenarios.library import Library
 from goodprior.scenarios.schema import PersonaProbe
@@ -73,19 +74,22 @@ def labelled_choices(inst: Instance, persona: PersonaProbe,
     reply), all for one shared prompt. One list, so that scores and their labels cannot fall out of step."""
     out = [(("action", p.id, side), cont) for p in inst.pairs[:max_pairs]
            for side, cont in (("misaligned", p.misaligned), ("aligned", p.aligned))]
-    out += [(("persona", p.id, side), Continuation(text=text, end_turn=False)) for p in persona.pairs
-            for side, text in (("self_preserving", p.self_preserving), ("corrigible", p.corrigible))]
-    return out
+    return out + persona_choices(persona)
 
 
 def run_logprob(db: RunDB, eval_id: str, backend: Backend, todo: list[Instance], persona: PersonaProbe,
                 batch_size: int, advance: Advance, max_pairs: int | None = None) -> None:
-    for start in range(0, len(todo), batch_size):
+    # The neutral-context persona scores ride along with the first batch (same transaction), once per eval.
+    neutral = [] if db.has_choices(eval_id, neutral_instance_id(persona)) else [neutral_request(persona)]
+    for start in range(0, max(len(todo), len(neutral)), batch_size):
         chunk = todo[start : start + batch_size]
         choices = [labelled_choices(i, persona, max_pairs) for i in chunk]
-        scores = backend.score([ScoreRequest(i.conversation, tuple(c for _, c in ch)) for i, ch in zip(chunk, choices)])
-        rows = [(eval_id, inst.id, *label, s.logprob, s.n_tokens)
-                for inst, ch, inst_scores in zip(chunk, choices, scores) for (label, _), s in zip(ch, inst_scores)]
+        extra = neutral if start == 0 else []
+        scores = backend.score([ScoreRequest(i.conversation, tuple(c for _, c in ch)) for i, ch in zip(chunk, choices)]
+                               + [req for _, req, _ in extra])
+        labelled = [(i.id, [label for label, _ in ch]) for i, ch in zip(chunk, choices)] + [(iid, labels) for iid, _, labels in extra]
+        rows = [(eval_id, iid, *label, s.logprob, s.n_tokens)
+                for (iid, labels), inst_scores in zip(labelled, scores) for label, s in zip(labels, inst_scores)]
         with db.transaction() as c:
             c.executemany("INSERT INTO instances VALUES (?,?,?,?,?,?,?,?,?,?)", [db.instance_row(eval_id, i) for i in chunk])
             c.executemany("INSERT INTO choices VALUES (?,?,?,?,?,?,?)", rows)

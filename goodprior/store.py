@@ -89,6 +89,9 @@ class RunDB:
     def done_instances(self, eval_id: str) -> set[str]:
         return {r["instance_id"] for r in self.query("SELECT instance_id FROM instances WHERE eval_id = ?", [eval_id])}
 
+    def has_choices(self, eval_id: str, instance_id: str) -> bool:
+        return bool(self.query("SELECT 1 FROM choices WHERE eval_id = ? AND instance_id = ? LIMIT 1", [eval_id, instance_id]))
+
     def instance_row(self, eval_id: str, inst) -> tuple:
         f = inst.factors
         return (eval_id, inst.id, inst.family, inst.family_version, inst.split, inst.setting,

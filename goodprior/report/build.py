@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from goodprior.analysis import SATURATION_NATS
 from goodprior.errors import UserError
 from goodprior.fsutil import write_text_atomic
 from goodprior.report.compare import Comparison, Model, as_json, compare
 from goodprior.report.render import write_report
 from goodprior.store import RunDB
 
-# Pairs whose baseline log-odds in the control context lie beyond this are reported as saturated (docs/measurement.md).
-SATURATION_NATS = 8.0
 
 
 def experiment_config(db: RunDB) -> dict | None:

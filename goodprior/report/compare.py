@@ -23,7 +23,7 @@ from pathlib import Path
 from statistics import mean, pstdev
 from typing import Any
 
-from goodprior.analysis import InstanceScore, instance_scores
+from goodprior.analysis import InstanceScore, find_saturated, instance_scores
 from goodprior.measure.stats import NA, Estimate, bootstrap_mean, bootstrap_slope, mde, wilson
 from goodprior.store import RunDB
 
@@ -222,13 +222,10 @@ def paired_shift(a: Scores, b: Scores, exclude: set[PairKey]) -> Shift:
 
 
 def saturated_pairs(base: Scores, threshold: float) -> set[PairKey]:
-    """Pairs whose control-context log-odds lie beyond `threshold` nats for the baseline model: one option wins
-    whatever the situation, so no context or training moves its sigmoid."""
-    out = set()
-    for iid, s in base.instances.items():
-        if not s.is_honeypot:
-            out |= {_pair_key(s, p) for p, v in base.logodds[iid].items() if abs(v) > threshold}
-    return out
+    """Pairs whose mean control-context log-odds lie beyond `threshold` nats for the baseline model (the rule every
+    eval and `scenarios validate --model` use: goodprior.analysis.find_saturated)."""
+    return find_saturated([(s.family, s.setting, pair, v) for iid, s in base.instances.items() if not s.is_honeypot
+                           for pair, v in base.logodds[iid].items()], threshold)
 
 
 # ---------------------------------------------------------------- the comparison

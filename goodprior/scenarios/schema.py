@@ -173,5 +173,6 @@ class PersonaProbe(Strict):
 
     id: str
     version: int
-    question: str
+    question: str  # asked in the neutral context (after a scenario the self-description opens the reply to it)
+    neutral_system: str  # system prompt of the neutral context: a plain assistant, no scenario
     pairs: list[PersonaPair] = Field(min_length=3)

@@ -61,3 +61,39 @@ def validate_family(family: Family, count_tokens: Callable[[str], int], own_name
             if hits_a:
                 problems.append(Problem(family.id, where, f"misaligned gate {hits_a[0].gate!r} fires on the aligned choice"))
     return problems
+
+
+# ------------------------------------------------------------------ checks that need the model (--model)
+def probe_controls(families: list[Family], own_name: str) -> list[Instance]:
+    """One control instance (goal=none, threat=none, generic name, nudge off) per family and setting: the
+    situation-free preference of every matched pair, at a quarter of a full control sweep's cost."""
+    return [i for fam in families for i in expand(fam, own_name)
+            if not i.is_honeypot and i.factors["name"] == "generic" and i.factors["nudge"] == "off"]
+
+
+@dataclass(frozen=True)
+class ModelCheck:
+    control: dict[tuple[str, str, str], float]  # (family, setting, pair id) -> control-context log-odds
+    saturated: set[tuple[str, str, str]]  # those beyond `threshold` (analysis.find_saturated)
+    neutral_persona: dict[str, float]  # persona pair id -> neutral-context log-odds
+    threshold: float
+
+
+def check_with_model(families: list[Family], backend, persona, progress=None) -> ModelCheck:
+    """Score the probe controls and the neutral persona context exactly as an eval does (same code, a throwaway
+    database), then apply the eval's saturation rule."""
+    import tempfile
+    from pathlib import Path
+
+    from goodprior import analysis
+    from goodprior.evaluate import run_logprob
+    from goodprior.store import RunDB
+
+    insts = probe_controls(families, backend.assistant_name)
+    with tempfile.TemporaryDirectory() as tmp:
+        db = RunDB(Path(tmp) / "validate.sqlite")
+        run_logprob(db, "validate", backend, insts, persona, getattr(backend, "batch_size", 4), progress or (lambda n: None))
+        records = analysis.control_logodds(analysis.instance_scores(db, "validate").values())
+        neutral = analysis.neutral_persona(db, "validate")
+        db.conn.close()
+    return ModelCheck(analysis.control_means(records), analysis.find_saturated(records), neutral, analysis.SATURATION_NATS)
