@@ -165,9 +165,9 @@ def test_grammar_shape_rules():
 
     from goodprior.synth.grammar import Draw, Grammar
 
-    with pytest.raises(ValidationError, match="plan variable 'shape'"):
+    with pytest.raises(ValidationError, match="needs a plan variable 'shape"):
         Grammar(id="g", version=1, template="x", messages=[{"role": "user", "content": "y"}])
-    with pytest.raises(ValidationError, match="plan variable 'shape'"):
+    with pytest.raises(ValidationError, match="needs a plan variable 'shape"):
         Grammar(id="g", version=1, template="x", messages=[{"role": "user", "content": "y"}],
                 plan={"shape": {"choice": ["text", "poem"]}})
     with pytest.raises(ValidationError, match="'otherwise' is the fallback"):
