@@ -49,7 +49,8 @@ def summary_table(summaries: list[dict]) -> Table:
                   "held-out leakage", "train overlap", "status", title="synthetic datasets", title_justify="left")
     for s in summaries:
         st, lk = s["stats"], s["leakage"]
-        table.add_row(s["arm"] + (f" ({s['control']} control)" if isinstance(s.get("control"), str) else ""), str(st["examples"]), str(st["tokens"]),
+        label = s["arm"] + (f" ({s['control']} control)" if isinstance(s.get("control"), str) else "")
+        table.add_row(label, str(st["examples"]), str(st["tokens"]),
                       str(st["examples_per_second"]), str(st["near_duplicates_removed"]), f"{st['distinct_2']:.3f}",
                       f"{st['distinct_3']:.3f}", str(lk["heldout_overlapping_examples"]),
                       str(lk["train_overlapping_examples"]), "up to date" if s.get("up_to_date") else "built")
