@@ -15,6 +15,7 @@ from typing import Any
 
 from goodprior.errors import UserError
 from goodprior.scenarios.library import Library
+from goodprior.store import folder_lock
 from goodprior.synth.quality import (LEAK_N, LeakageIndex, LeakageReport, NearDuplicateFilter, Words, distinct_n,
                                      example_text, leakage_index)
 from goodprior.synth.recipes import Recipe
@@ -192,8 +193,14 @@ def collect(req: BuildRequest, make_rows: MakeRows, count_tokens: TokenCounter, 
 def build(req: BuildRequest, make_rows: MakeRows, count_tokens: TokenCounter, library: Library,
           advance: Callable[[int], None] = lambda n: None, extra: dict | None = None, chunk: int = 64) -> dict[str, Any]:
     """Build and publish one arm; returns its summary. An up-to-date folder is left as it is; a folder goodprior
-    did not write is refused before any work."""
+    did not write is refused before any work, and so is a folder another process is building."""
     check_replaceable(req.out)
+    with folder_lock(req.out.with_name(f".{req.out.name}.lock"), req.out):
+        return _build(req, make_rows, count_tokens, library, advance, extra, chunk)
+
+
+def _build(req: BuildRequest, make_rows: MakeRows, count_tokens: TokenCounter, library: Library,
+           advance: Callable[[int], None], extra: dict | None, chunk: int) -> dict[str, Any]:
     fingerprint = req.fingerprint({"tokenizer": count_tokens.name, **(extra or {}),
                                    "families": {f.id: f.version for f in library.families.values()}})
     if is_up_to_date(req.out, fingerprint):
