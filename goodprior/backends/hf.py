@@ -57,7 +57,8 @@ class HFBackend(Backend):
     # ---------------------------------------------------------------- loading
     @classmethod
     def load(cls, model: str, adapter: str | None = None, dtype: str = "auto", device: str = "auto",
-             batch_size: int = 4) -> HFBackend:
+             batch_size: int = 4, strict: bool = False) -> HFBackend:
+        """strict: refuse an adapter trained for another base model (otherwise a warning)."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if dtype not in DTYPES:
@@ -73,6 +74,7 @@ class HFBackend(Backend):
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UserError(f"cannot load model {model!r}: {first}") from None
         if adapter:
+            check_adapter_base(adapter, model, path, strict)
             hf_model = attach_adapter(hf_model, adapter, model)
         return cls(hf_model, tokenizer, name=model, adapter=adapter, dtype=dtype,
                    assistant_name=assistant_name, batch_size=batch_size)
@@ -221,6 +223,44 @@ def logits_in_fp32(model: Any) -> None:
             return bf16_forward(hidden.float())
 
     head.forward, head._goodprior_fp32 = forward, True
+
+
+EMBEDDED_ALIASES = ("huggingfacetb/smollm2-135m-instruct", "smollm2-135m-instruct")  # smollm2 is a copy of it
+
+
+def _model_forms(name: str) -> set[str]:
+    """Spellings of one model: as written, its last path part (an HF id's name, a local copy's folder), its
+    resolved folder, and `smollm2` for the embedded model under any of its names."""
+    text = name.strip().rstrip("/")
+    forms = {text.lower(), text.lower().rsplit("/", 1)[-1]}
+    path = Path(text).expanduser()
+    if path.is_dir():
+        forms.add(str(path.resolve()).lower())
+    if text == embedded.NAME or text.lower() in EMBEDDED_ALIASES or forms & {str(embedded.cache_dir()).lower(),
+                                                                             embedded.cache_dir().name}:
+        forms.add(embedded.NAME)
+    forms.discard("")
+    return forms
+
+
+def same_model(a: str, b: str) -> bool:
+    return bool(_model_forms(a) & _model_forms(b))
+
+
+def check_adapter_base(adapter: str, model_name: str, loaded_path: str, strict: bool) -> None:
+    """An adapter records the base it was trained on; warn (or, strict, refuse) when it names another model."""
+    import json
+
+    try:
+        base = json.loads(Path(adapter, "adapter_config.json").read_text(encoding="utf-8")).get("base_model_name_or_path")
+    except (OSError, ValueError, AttributeError):
+        return  # missing or unreadable: attach_adapter reports it
+    if not base or same_model(base, model_name) or same_model(base, loaded_path):
+        return
+    message = f"adapter {adapter!r} was trained on {base!r}, not on the loaded model {model_name!r}"
+    if strict:
+        raise UserError(f"{message} (refused under --strict)")
+    print(f"goodprior: warning: {message}; its scores may mean nothing (--strict refuses this)", file=sys.stderr)
 
 
 def attach_adapter(model: Any, adapter: str, model_name: str) -> Any:
