@@ -38,10 +38,23 @@ class _NoLoader(jinja2.BaseLoader):
                              "{% import %} and {% extends %} are not available")
 
 
+class _Sandbox(SandboxedEnvironment):
+    """Sandboxed code calls everything through `environment.call`, which first asks whether the callable is safe:
+    goodprior's own functions (a _Context's `direct`) skip that question and Jinja's pass_context inspection."""
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        if __obj in getattr(__context, "direct", ()):
+            if kwargs:  # Jinja adds these inside loops and blocks for pass_context functions only
+                kwargs.pop("_loop_vars", None)
+                kwargs.pop("_block_vars", None)
+            return __obj(*args, **kwargs)
+        return super().call(__context, __obj, *args, **kwargs)
+
+
 _NO_LOADER = _NoLoader()
 # Not the immutable sandbox: grammars build local lists with `{% set _ = xs.append(...) %}`.
-ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False,
-                           loader=_NO_LOADER, cache_size=0)  # Fragments keeps its own cache
+ENV = _Sandbox(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False, loader=_NO_LOADER,
+               cache_size=0)  # Fragments keeps its own cache
 del ENV.filters["random"]  # unseeded: it would break byte-identical output; grammars use one(xs) instead
 
 
@@ -77,18 +90,10 @@ def base_variables() -> dict[str, Any]:
 
 
 class _Context(Context):
-    """Calls the functions in `direct` straight away. Jinja's own `call` first inspects every callable for
-    pass_context markers, which costs a fifth of rendering a fragment that calls pick() a few times."""
+    """Carries `direct`, the functions _Sandbox.call calls straight away. Jinja's own `call` first inspects every
+    callable for pass_context markers, which costs a fifth of rendering a fragment that calls pick() a few times."""
 
     direct: frozenset = frozenset()
-
-    def call(__self, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 (Jinja's own signature)
-        if __obj in __self.direct:
-            if kwargs:  # Jinja adds these inside loops and blocks for pass_context functions only
-                kwargs.pop("_loop_vars", None)
-                kwargs.pop("_block_vars", None)
-            return __obj(*args, **kwargs)
-        return super().call(__obj, *args, **kwargs)
 
 
 class Fragments:
