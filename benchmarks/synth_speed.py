@@ -4,7 +4,7 @@
    tokenizer, chat rows through the chat template), and for the whole build (render, token count,
    near-duplicate filter, 13-gram leakage audit). The leakage index is built once per process and counted in
    the first arm's build. Compiled fragments come from Jinja's bytecode cache in the user cache folder when
-   it holds them; empty ~/.cache/goodprior/jinja first to measure a machine's first build.
+   it holds them; empty ~/.cache/goodprior/jinja-sandbox first to measure a machine's first build.
 2. LLM generator against a deliberately slow fake server on 127.0.0.1 (real HTTP, OpenAI-compatible): requests in
    flight (max seen by the server) vs the configured concurrency, and wall time vs the serial lower bound.
 

@@ -114,11 +114,11 @@ def _report_model_check(lib, backend) -> None:
                + ", ".join(f"{p} {v:+.1f}" for p, v in neutral.items()))
 
 
-def _load_backend(model: str, adapter: str | None, dtype: str, device: str, batch_size: int):
+def _load_backend(model: str, adapter: str | None, dtype: str, device: str, batch_size: int, strict: bool = False):
     from goodprior.backends import load_backend
 
     with console.status(f"loading {model}" + (f" + {adapter}" if adapter else "")):
-        backend = load_backend(model, adapter=adapter, dtype=dtype, device=device)
+        backend = load_backend(model, adapter=adapter, dtype=dtype, device=device, strict=strict)
     backend.batch_size = batch_size
     return backend
 
@@ -151,6 +151,7 @@ def eval_cmd(
     seed: Optional[int] = typer.Option(None),
     scenarios: Optional[Path] = ScenariosOpt,
     name: Optional[str] = typer.Option(None, help="Eval id inside the run database."),
+    strict: bool = typer.Option(False, "--strict", help="Refuse an adapter trained for another base model (default: warn)."),
 ) -> None:
     """Evaluate a model on honeypot scenarios; results go to OUT/results.sqlite, results.jsonl, summary.md."""
     from pydantic import ValidationError
@@ -163,7 +164,7 @@ def eval_cmd(
     base = EvalConfig.from_yaml(config).model_dump() if config else {}
     flags = dict(model=model, adapter=adapter, mode=mode, split=split, limit=limit, samples=samples,
                  temperature=temperature, max_tokens=max_tokens, judge=judge, batch_size=batch_size, dtype=dtype, max_pairs=max_pairs,
-                 device=device, seed=seed, name=name, scenarios=str(scenarios) if scenarios else None,
+                 device=device, seed=seed, name=name, strict=strict or None, scenarios=str(scenarios) if scenarios else None,
                  families=[f.strip() for f in families.split(",") if f.strip()] if families else None)
     try:
         cfg = EvalConfig.model_validate({**base, **{k: v for k, v in flags.items() if v is not None}})
@@ -172,7 +173,7 @@ def eval_cmd(
         raise UserError(f"option --{str(err['loc'][0]).replace('_', '-')}: {err['msg']}") from None
     library = Library.load(Path(cfg.scenarios) if cfg.scenarios else None)
     library.select(cfg.split, cfg.families or None)  # fail on unknown families before loading a model
-    backend = _load_backend(cfg.model, cfg.adapter, cfg.dtype, cfg.device, cfg.batch_size)
+    backend = _load_backend(cfg.model, cfg.adapter, cfg.dtype, cfg.device, cfg.batch_size, cfg.strict)
     judge_backend = _load_backend(cfg.judge, None, cfg.dtype, cfg.device, cfg.batch_size) if cfg.judge else None
     db = RunDB(out / "results.sqlite")
     eval_id = run_eval(db, cfg, backend, library, load_persona(), judge=judge_backend)

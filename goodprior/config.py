@@ -31,6 +31,7 @@ class EvalConfig(BaseModel):
     seed: int = 0
     scenarios: str | None = Field(None, description="Scenario YAML file or folder (default: built-in library).")
     name: str | None = Field(None, description="Eval id inside the run database (default derived from model/adapter/mode).")
+    strict: bool = Field(False, description="Refuse an adapter trained for another base model (default: warn).")
 
     @classmethod
     def from_yaml(cls, path: Path) -> EvalConfig:
@@ -44,4 +45,4 @@ class EvalConfig(BaseModel):
 
     def identity(self) -> dict:
         """The settings that change results (batch size and device do not), for resume checks."""
-        return self.model_dump(exclude={"batch_size", "device", "name"})
+        return self.model_dump(exclude={"batch_size", "device", "name", "strict"})

@@ -17,7 +17,7 @@ from goodprior.scenarios.instances import Instance
 from goodprior.scenarios.library import Library
 from goodprior.scenarios.schema import PersonaProbe
 from goodprior.store import RunDB
-from goodprior.types import Continuation, GenerateRequest, ScoreRequest
+from goodprior.types import Continuation, GenerateRequest, ScoreRequest, derive_seed
 
 Advance = Callable[[int], None]
 
@@ -58,6 +58,8 @@ def eval_record(cfg: EvalConfig, backend: Backend, library: Library, persona: Pe
         "goodprior": goodprior.__version__,
         "families": {f.id: f.version for f in library.select(cfg.split, cfg.families or None)},
         "persona": f"{persona.id}@v{persona.version}",
+        # Samples drawn before seeds came from (run seed, instance id, sample index) must not mix with these.
+        **({"sample_seeds": "v2:run-seed,instance-id,sample-index"} if cfg.mode == "generate" else {}),
     }
 
 
@@ -98,10 +100,13 @@ def run_logprob(db: RunDB, eval_id: str, backend: Backend, todo: list[Instance],
 
 def run_generate(db: RunDB, eval_id: str, backend: Backend, todo: list[Instance], library: Library,
                  cfg: EvalConfig, advance: Advance, judge: Backend | None = None) -> None:
+    """Each instance's seed comes from (run seed, instance id) and each sample's from that and its index (see
+    GenerateRequest.sample_seed), never from the position in the remaining work: a resumed run draws the same
+    samples as an uninterrupted one."""
     for start in range(0, len(todo), cfg.batch_size):
         chunk = todo[start : start + cfg.batch_size]
         reqs = [GenerateRequest(i.conversation, n=cfg.samples, temperature=cfg.temperature,
-                                max_tokens=cfg.max_tokens, seed=cfg.seed + start) for i in chunk]
+                                max_tokens=cfg.max_tokens, seed=derive_seed(cfg.seed, i.id)) for i in chunk]
         samples = backend.generate(reqs)
         rows = grade_samples(library, chunk, samples, judge)
         with db.transaction() as c:

@@ -8,6 +8,11 @@ Jinja's globals (`range`, `namespace`, ...) stay visible.
 Compiling a fragment costs about 1 ms, rendering it tens of microseconds, and the grammars hold ~1,000
 templated fragments: compiled code is kept in Jinja's own bytecode cache under the user cache folder, so only
 the first build on a machine (or after an edit) pays for compilation.
+
+Templates come from files users share (scenario families, grammars, specs), so they render in Jinja's immutable
+sandbox: no attribute starting with `_` (the route to `__globals__` and `os`), no unsafe callables, no loader
+(`{% include %}`, `{% import %}`, `{% extends %}` fail). Such a failure raises `TemplateEscape`, a jinja2
+TemplateError, which the callers turn into one line naming the file.
 """
 
 from __future__ import annotations
@@ -18,32 +23,66 @@ from typing import Any
 
 import jinja2
 from jinja2.runtime import Context
+from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
 from goodprior.fsutil import user_cache_root
 
-_SOURCES: dict[str, str] = {}  # template name (a hash of its text) -> text, for the loader
+
+class TemplateEscape(jinja2.TemplateError):
+    """A template reached for something the sandbox forbids (private attributes, other templates)."""
 
 
-def _source(name: str) -> tuple[str, None, Callable[[], bool]]:
-    return _SOURCES[name], None, lambda: True
+class _NoLoader(jinja2.BaseLoader):
+    def get_source(self, environment: jinja2.Environment, template: str) -> tuple[str, None, Callable[[], bool]]:
+        raise TemplateEscape(f"templates cannot load other templates ({template!r}): {{% include %}}, "
+                             "{% import %} and {% extends %} are not available")
 
 
-ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False,
-                         loader=jinja2.FunctionLoader(_source), cache_size=0)  # Fragments keeps its own
+class _Sandbox(SandboxedEnvironment):
+    """Sandboxed code calls everything through `environment.call`, which first asks whether the callable is safe:
+    goodprior's own functions (a _Context's `direct`) skip that question and Jinja's pass_context inspection."""
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        if __obj in getattr(__context, "direct", ()):
+            if kwargs:  # Jinja adds these inside loops and blocks for pass_context functions only
+                kwargs.pop("_loop_vars", None)
+                kwargs.pop("_block_vars", None)
+            return __obj(*args, **kwargs)
+        return super().call(__context, __obj, *args, **kwargs)
+
+
+_NO_LOADER = _NoLoader()
+# Not the immutable sandbox: grammars build local lists with `{% set _ = xs.append(...) %}`.
+ENV = _Sandbox(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False, loader=_NO_LOADER,
+               cache_size=0)  # Fragments keeps its own cache
 del ENV.filters["random"]  # unseeded: it would break byte-identical output; grammars use one(xs) instead
 
 
-def _compile(text: str) -> jinja2.Template:
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
     if ENV.bytecode_cache is None:
-        directory = user_cache_root() / "jinja"
+        # Sandboxed code differs from plain Jinja's (calls go through environment.call), and the cache key is the
+        # template's name and source only: a folder of its own, so bytecode compiled unsandboxed is never loaded.
+        directory = user_cache_root() / "jinja-sandbox"
         try:
             directory.mkdir(parents=True, exist_ok=True)
             ENV.bytecode_cache = jinja2.FileSystemBytecodeCache(str(directory))
         except OSError:  # a read-only home: compile every time
             pass
+    return ENV.bytecode_cache
+
+
+def _compile(text: str) -> jinja2.Template:
+    """What a loader's `load` does, without a loader (templates must not reach one)."""
     name = hashlib.sha256(text.encode()).hexdigest()[:32]
-    _SOURCES[name] = text
-    return ENV.get_template(name)
+    cache = _bytecode_cache()
+    bucket = cache.get_bucket(ENV, name, None, text) if cache else None
+    code = bucket.code if bucket else None
+    if code is None:
+        code = ENV.compile(text, name)
+        if bucket is not None:
+            bucket.code = code
+            cache.set_bucket(bucket)
+    return ENV.template_class.from_code(ENV, code, ENV.make_globals(None), None)
 
 
 def base_variables() -> dict[str, Any]:
@@ -51,18 +90,10 @@ def base_variables() -> dict[str, Any]:
 
 
 class _Context(Context):
-    """Calls the functions in `direct` straight away. Jinja's own `call` first inspects every callable for
-    pass_context markers, which costs a fifth of rendering a fragment that calls pick() a few times."""
+    """Carries `direct`, the functions _Sandbox.call calls straight away. Jinja's own `call` first inspects every
+    callable for pass_context markers, which costs a fifth of rendering a fragment that calls pick() a few times."""
 
     direct: frozenset = frozenset()
-
-    def call(__self, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 (Jinja's own signature)
-        if __obj in __self.direct:
-            if kwargs:  # Jinja adds these inside loops and blocks for pass_context functions only
-                kwargs.pop("_loop_vars", None)
-                kwargs.pop("_block_vars", None)
-            return __obj(*args, **kwargs)
-        return super().call(__obj, *args, **kwargs)
 
 
 class Fragments:
@@ -84,12 +115,16 @@ class Fragments:
 
     def render(self, text: str, variables: dict[str, Any], direct: frozenset = frozenset()) -> str:
         """Render `text` with `variables`, which are shared, not copied (a top-level `{% set %}` lands in the
-        template's own context, not in them). `direct`: plain functions among the variables (no Jinja
-        pass_context markers), called without inspection. Raises jinja2 errors as Jinja would."""
+        template's own context, not in them). `direct`: goodprior's own plain functions among the variables (no
+        Jinja pass_context markers), called without inspection. Raises jinja2 errors as Jinja would, and
+        TemplateEscape for what the sandbox refuses."""
         compiled = self.compile(text)
         if type(compiled) is str:
             return compiled
         # Template.new_context would also copy Jinja's globals (a ChainMap) into a set on every call.
         context = _Context(ENV, variables, None, compiled.blocks)
         context.direct = direct
-        return "".join(compiled.root_render_func(context))
+        try:
+            return "".join(compiled.root_render_func(context))
+        except SecurityError as exc:
+            raise TemplateEscape(f"unsafe template, refused by the sandbox: {exc}") from None

@@ -4,6 +4,7 @@ transaction, so a run killed at any moment resumes with no lost or duplicated ro
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -11,6 +12,62 @@ from pathlib import Path
 from typing import Any
 
 from goodprior.errors import UserError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; concurrent writers are not detected there
+    fcntl = None
+
+LOCK_FILE = ".goodprior.lock"
+_HELD: dict[Path, list[int]] = {}  # lock file -> [fd, holders in this process, pid that took it]
+
+
+def acquire_lock(lock: Path, label: Path) -> None:
+    """Take the exclusive lock `lock` (a file holding the owner's pid) for the folder `label`, or raise one line
+    naming the pid that holds it. An OS lock (flock), not the file's existence, decides: a process that died
+    releases it, so a lock file left by a dead pid is simply taken over. Re-entrant within one process."""
+    key = lock.absolute()
+    held = _HELD.get(key)
+    if held and held[2] == os.getpid():
+        held[1] += 1
+        return
+    if fcntl is None:
+        return
+    key.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(key, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise UserError(f"{label}: cannot create the lock file {key.name} ({exc.strerror})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        owner = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise UserError(f"{label}: in use by another goodprior process (pid {owner}); wait for it to finish, "
+                        "or choose another --out") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    _HELD[key] = [fd, 1, os.getpid()]
+
+
+def release_lock(lock: Path) -> None:
+    key = lock.absolute()
+    held = _HELD.get(key)
+    if not held or held[2] != os.getpid():
+        return
+    held[1] -= 1
+    if held[1] == 0:
+        del _HELD[key]
+        os.close(held[0])  # closing the descriptor releases the flock; the file stays, harmless
+
+
+@contextmanager
+def folder_lock(lock: Path, label: Path) -> Iterator[None]:
+    acquire_lock(lock, label)
+    try:
+        yield
+    finally:
+        release_lock(lock)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS evals (
@@ -34,12 +91,21 @@ CREATE TABLE IF NOT EXISTS generations (
 
 
 class RunDB:
+    """Opening one takes the run folder's lock (see acquire_lock) until `close` or the end of the process: a
+    second process on the same folder is told in one line that it is in use."""
+
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.lock = path.parent / LOCK_FILE
+        acquire_lock(self.lock, path.parent)
         self.conn = sqlite3.connect(path, isolation_level=None, timeout=30)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.conn.close()
+        release_lock(self.lock)
 
     @classmethod
     def open_existing(cls, folder: Path) -> RunDB:

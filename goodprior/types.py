@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,11 +61,21 @@ class Score:
     n_tokens: int
 
 
+def derive_seed(*parts: object) -> int:
+    """A 31-bit seed (fits every API's seed field) from the parts' text: the same on every machine and run."""
+    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
 @dataclass(frozen=True)
 class GenerateRequest:
     conversation: Conversation
     n: int = 1
     temperature: float = 1.0
     max_tokens: int = 512
-    seed: int = 0
+    seed: int = 0  # the request's; sample k draws with sample_seed(k)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def sample_seed(self, k: int) -> int:
+        """Sample k's own seed: it depends on (seed, k) only, never on n or on the batch it is drawn in."""
+        return derive_seed(self.seed, k)

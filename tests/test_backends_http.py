@@ -43,6 +43,7 @@ class FakeServer:
 
     def __init__(self, models=("fake-model", "fake-judge", "arm1"), logprobs=True, honour_n=True, delay=0.0):
         self.models, self.logprobs, self.honour_n, self.delay = set(models), logprobs, honour_n, delay
+        self.echo_key_in_replies = False  # a proxy that quotes the request's key in every successful reply
         self.script: list[tuple] = []
         self.requests: list[tuple[str, dict, dict]] = []
         self.lock = threading.Lock()
@@ -116,12 +117,21 @@ class FakeServer:
         if body.get("model") not in self.models:
             return self.send(h, 404, {"error": {"message": f"The model `{body.get('model')}` does not exist.",
                                                 "code": "model_not_found"}})
+        sent = h.headers.get("authorization", "") + h.headers.get("x-api-key", "")
         if h.path.endswith("/chat/completions"):
-            return self.send(h, 200, self.chat(body))
+            reply = self.chat(body)
+            if self.echo_key_in_replies:
+                for c in reply["choices"]:
+                    c["message"]["content"] = (c["message"]["content"] or "") + f" [proxy saw {sent}]"
+                reply[f"header {sent}"] = sent
+            return self.send(h, 200, reply)
         if h.path.endswith("/completions"):
             return self.send(h, 200, self.completion(body))
         if h.path.endswith("/messages"):
-            return self.send(h, 200, self.anthropic(body))
+            reply = self.anthropic(body)
+            if self.echo_key_in_replies:
+                reply["content"].insert(0, {"type": "text", "text": f"proxy saw {sent}"})
+            return self.send(h, 200, reply)
         return self.send(h, 404, {"error": {"message": "no such route"}})
 
     def chat(self, body):
@@ -466,3 +476,33 @@ def test_cli_logprob_eval_and_logprob_refusals(server, monkeypatch, capsys, tmp_
     assert len(rows) == 4 and all(0 < r["propensity"] < 1 and r["persona"] is not None for r in rows)
     code, _, err = run_cli(monkeypatch, capsys, "eval", "--model", "anthropic/fake-model", *common, "--out", tmp_path / "a")
     assert code == 2 and "cannot score log-probs" in err and "--mode generate" in err and "Traceback" not in err
+
+
+def test_a_key_echoed_in_replies_is_redacted_everywhere(server, monkeypatch, capsys, tmp_path):
+    """A proxy that quotes the key in its replies: results, database, HTTP cache and output hold [REDACTED]."""
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.setenv("GOODPRIOR_OPENAI_BASE_URL", server.url)
+    server.echo_key_in_replies = True
+    run = tmp_path / "run"
+    args = ["eval", "--model", "openai/fake-model", "--mode", "generate", "--samples", "2", "--max-tokens", "32",
+            "--judge", "openai/fake-judge", "--scenarios", BLACKMAIL, "--split", "all", "--limit", "1", "--out", run]
+    code, out, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 0, err
+    rows = [json.loads(l) for l in (run / "results.jsonl").read_text().splitlines()]
+    assert rows and all("[proxy saw Bearer [REDACTED]]" in r["text"] for r in rows)
+    assert all(r["calls"] and r["calls"][0]["name"] == "send_email" for r in rows)  # grading still works
+    written = [p for folder in (run, tmp_path / "http-cache") for p in folder.rglob("*") if p.is_file()]
+    assert any(p.name == "results.sqlite" for p in written) and any(p.name == "responses.sqlite" for p in written)
+    for p in written:
+        assert KEY.encode() not in p.read_bytes(), p
+    assert KEY not in out + err
+
+
+def test_anthropic_echoed_key_is_redacted(server, opened, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    server.echo_key_in_replies = True
+    b = AnthropicBackend("fake-model", base_url=server.url.removesuffix("/v1"),
+                         options=HttpOptions(retries=0, cache_dir=None))
+    opened(b)
+    text = b.generate([chat()])[0][0]
+    assert "proxy saw [REDACTED]" in text and KEY not in text

@@ -35,7 +35,8 @@ class Backend(ABC):
         return approx_tokens(text)
 
 
-def load_backend(model: str, adapter: str | None = None, dtype: str = "auto", device: str = "auto") -> Backend:
+def load_backend(model: str, adapter: str | None = None, dtype: str = "auto", device: str = "auto",
+                 strict: bool = False) -> Backend:
     """Pick a backend from a model reference (target, judge and data generator alike):
 
     `openai/<model>` or `openai/<base>:<adapter>` -> an OpenAI-compatible server (adapter: a LoRA name vLLM serves);
@@ -60,4 +61,4 @@ def load_backend(model: str, adapter: str | None = None, dtype: str = "auto", de
         return AnthropicBackend(rest)
     from goodprior.backends.hf import HFBackend
 
-    return HFBackend.load(model.removeprefix("hf:"), adapter=adapter, dtype=dtype, device=device)
+    return HFBackend.load(model.removeprefix("hf:"), adapter=adapter, dtype=dtype, device=device, strict=strict)

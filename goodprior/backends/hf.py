@@ -57,7 +57,8 @@ class HFBackend(Backend):
     # ---------------------------------------------------------------- loading
     @classmethod
     def load(cls, model: str, adapter: str | None = None, dtype: str = "auto", device: str = "auto",
-             batch_size: int = 4) -> HFBackend:
+             batch_size: int = 4, strict: bool = False) -> HFBackend:
+        """strict: refuse an adapter trained for another base model (otherwise a warning)."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if dtype not in DTYPES:
@@ -73,6 +74,7 @@ class HFBackend(Backend):
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UserError(f"cannot load model {model!r}: {first}") from None
         if adapter:
+            check_adapter_base(adapter, model, path, strict)
             hf_model = attach_adapter(hf_model, adapter, model)
         return cls(hf_model, tokenizer, name=model, adapter=adapter, dtype=dtype,
                    assistant_name=assistant_name, batch_size=batch_size)
@@ -151,11 +153,11 @@ class HFBackend(Backend):
         out: list[list[str]] = []
         i = 0
         while i < len(requests):
-            # A batch shares sampling settings: take the run of requests that match the first one.
+            # A batch shares sampling settings (each sample has its own seed): take the run of requests that match.
             first, j = requests[i], i + 1
-            key = (first.n, first.temperature, first.max_tokens, first.seed)
+            key = (first.n, first.temperature, first.max_tokens)
             while j < len(requests) and j - i < self.batch_size and (
-                    requests[j].n, requests[j].temperature, requests[j].max_tokens, requests[j].seed) == key:
+                    requests[j].n, requests[j].temperature, requests[j].max_tokens) == key:
                 j += 1
             out += self._generate_batch(requests[i:j])
             i = j
@@ -166,16 +168,38 @@ class HFBackend(Backend):
         tok.padding_side = "left"
         prompts = [self.format.prompt(r.conversation) for r in batch]
         enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-        torch.manual_seed(first.seed)
-        sample = first.temperature > 0
+        sampler = None
+        if first.temperature > 0:  # one row per sample, request-major: row r is sample r % n
+            enc = {k: v.repeat_interleave(first.n, dim=0) for k, v in enc.items()}
+            sampler = SeededSampler([r.sample_seed(k) for r in batch for k in range(first.n)], first.temperature,
+                                    self.device)
         with self._ctx():
             gen = self.model.generate(
-                **enc, max_new_tokens=first.max_tokens, do_sample=sample,
-                temperature=first.temperature if sample else None, top_p=None, top_k=None,
-                num_return_sequences=first.n, pad_token_id=tok.pad_token_id,
+                **enc, max_new_tokens=first.max_tokens, do_sample=False,  # SeededSampler draws; greedy keeps its pick
+                temperature=None, top_p=None, top_k=None, logits_processor=[sampler] if sampler else None,
+                pad_token_id=tok.pad_token_id,
             )
+        if sampler is None:  # greedy: the n samples are one
+            gen = gen.repeat_interleave(first.n, dim=0)
         texts = tok.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
         return [texts[k * first.n : (k + 1) * first.n] for k in range(len(batch))]
+
+
+class SeededSampler:
+    """A logits processor that samples every row from softmax(logits / temperature) with the row's own generator
+    (Gumbel-max: argmax of logits / T + Gumbel noise) and leaves only that token possible. A sample then depends
+    on its seed and its own logits, not on the global RNG or the other rows of its batch."""
+
+    def __init__(self, seeds: list[int], temperature: float, device: torch.device):
+        self.generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
+        self.temperature = temperature
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        vocab = scores.shape[-1]
+        uniform = torch.stack([torch.rand(vocab, generator=g, device=scores.device) for g in self.generators])
+        gumbel = -torch.log(-torch.log(uniform.clamp(1e-12, 1 - 1e-7)))
+        choice = (scores.float() / self.temperature + gumbel).argmax(-1, keepdim=True)
+        return torch.full_like(scores, float("-inf")).scatter_(1, choice, 0.0)
 
 
 def _regroup(items: list[Item], sums: list[float]) -> list[list[Score]]:
@@ -199,6 +223,44 @@ def logits_in_fp32(model: Any) -> None:
             return bf16_forward(hidden.float())
 
     head.forward, head._goodprior_fp32 = forward, True
+
+
+EMBEDDED_ALIASES = ("huggingfacetb/smollm2-135m-instruct", "smollm2-135m-instruct")  # smollm2 is a copy of it
+
+
+def _model_forms(name: str) -> set[str]:
+    """Spellings of one model: as written, its last path part (an HF id's name, a local copy's folder), its
+    resolved folder, and `smollm2` for the embedded model under any of its names."""
+    text = name.strip().rstrip("/")
+    forms = {text.lower(), text.lower().rsplit("/", 1)[-1]}
+    path = Path(text).expanduser()
+    if path.is_dir():
+        forms.add(str(path.resolve()).lower())
+    if text == embedded.NAME or text.lower() in EMBEDDED_ALIASES or forms & {str(embedded.cache_dir()).lower(),
+                                                                             embedded.cache_dir().name}:
+        forms.add(embedded.NAME)
+    forms.discard("")
+    return forms
+
+
+def same_model(a: str, b: str) -> bool:
+    return bool(_model_forms(a) & _model_forms(b))
+
+
+def check_adapter_base(adapter: str, model_name: str, loaded_path: str, strict: bool) -> None:
+    """An adapter records the base it was trained on; warn (or, strict, refuse) when it names another model."""
+    import json
+
+    try:
+        base = json.loads(Path(adapter, "adapter_config.json").read_text(encoding="utf-8")).get("base_model_name_or_path")
+    except (OSError, ValueError, AttributeError):
+        return  # missing or unreadable: attach_adapter reports it
+    if not base or same_model(base, model_name) or same_model(base, loaded_path):
+        return
+    message = f"adapter {adapter!r} was trained on {base!r}, not on the loaded model {model_name!r}"
+    if strict:
+        raise UserError(f"{message} (refused under --strict)")
+    print(f"goodprior: warning: {message}; its scores may mean nothing (--strict refuses this)", file=sys.stderr)
 
 
 def attach_adapter(model: Any, adapter: str, model_name: str) -> Any:

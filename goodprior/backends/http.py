@@ -5,7 +5,9 @@ background thread, so any number of caller threads (the synth writer pool) share
 concurrency limit, and callers that already run an event loop (Inspect) can still use it.
 
 Key hygiene: the API key lives only in the request headers. Cache keys hash the URL and body (never headers),
-and every text taken from a server or an exception passes through `redact` before it reaches a message.
+and every text taken from a server or an exception passes through `redact` before it reaches a message. Some
+proxies echo request headers into their replies: every string of a response body is redacted too, before the
+body is checked, cached or returned, so an echoed key reaches no reply text, result row, cache or log.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from goodprior.fsutil import user_cache_root
 
 RETRY_AFTER_MAX = 120.0  # never sleep longer than this on a server's Retry-After
 RETRY_STATUSES = (408, 429)  # plus every 5xx (Anthropic's 529 "overloaded" included)
+REDACTED = "[REDACTED]"
+MIN_SECRET = 8  # shorter "keys" (test placeholders) would blank out ordinary words in replies
 
 
 def _env_number(name: str, cast: Callable[[str], Any]) -> Any:
@@ -168,7 +172,7 @@ class HttpEngine:
             raise UserError("the API backends need httpx: pip install 'goodprior[api]'") from None
         self.label, self.headers, self.options, self.on_http_error = label, headers, options, on_http_error
         self.check_body = check_body
-        self.secrets = [s for s in secrets if s]
+        self.secrets = sorted({s for s in secrets if s and len(s) >= MIN_SECRET}, key=len, reverse=True)
         self.cache = ResponseCache(options.cache_dir) if options.cache_dir else None
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -178,8 +182,20 @@ class HttpEngine:
 
     def redact(self, text: str) -> str:
         for secret in self.secrets:
-            text = text.replace(secret, "***")
+            text = text.replace(secret, REDACTED)
         return text
+
+    def redact_body(self, value: Any) -> Any:
+        """Every string (keys included) of a decoded JSON body, redacted."""
+        if not self.secrets:
+            return value
+        if isinstance(value, str):
+            return self.redact(value)
+        if isinstance(value, dict):
+            return {self.redact(k): self.redact_body(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.redact_body(v) for v in value]
+        return value
 
     # ------------------------------------------------------------------ public, synchronous
     def post_many(self, calls: list[Call]) -> list[dict]:
@@ -234,7 +250,7 @@ class HttpEngine:
 
         key = ResponseCache.key(call) if self.cache else None
         if key and (hit := self.cache.get(key)) is not None:
-            return hit
+            return self.redact_body(hit)  # entries cached before redaction existed
         opts, where = self.options, f"{self.label} at {display_url(call.url)}"
         attempts = opts.retries + 1
         for attempt in range(1, attempts + 1):
@@ -254,7 +270,7 @@ class HttpEngine:
                 elif resp.status_code >= 400:
                     raise self.on_http_error(resp.status_code, self.redact(resp.text), call)
                 else:
-                    body = self._parse(resp, where)
+                    body = self.redact_body(self._parse(resp, where))
                     self.check_body(body, call)
                     if key:
                         self.cache.put(key, body)

@@ -15,6 +15,7 @@ from typing import Any
 
 from goodprior.errors import UserError
 from goodprior.scenarios.library import Library
+from goodprior.store import folder_lock
 from goodprior.synth.quality import (LEAK_N, LeakageIndex, LeakageReport, NearDuplicateFilter, Words, distinct_n,
                                      example_text, leakage_index)
 from goodprior.synth.recipes import Recipe
@@ -92,8 +93,33 @@ def is_up_to_date(out: Path, fingerprint: str) -> bool:
         return False
 
 
+def check_replaceable(out: Path) -> None:
+    """Refuse (one line) to replace anything but nothing, an empty folder, or a dataset folder goodprior wrote:
+    the swap in `publish` deletes what the folder held."""
+    if not out.exists() and not out.is_symlink():
+        return
+    if out.is_symlink() or not out.is_dir():
+        raise UserError(f"{out}: exists and is not a folder; refusing to replace it (choose another --out)")
+    names = sorted(p.name for p in out.iterdir())
+    if not names:
+        return
+    try:
+        summary = json.loads((out / SUMMARY_FILE).read_text(encoding="utf-8"))
+        ours = isinstance(summary, dict) and {"arm", "fingerprint", "stats"} <= summary.keys()
+    except (OSError, ValueError):
+        ours = False
+    if not ours:
+        raise UserError(f"{out}: folder is not empty and is not a dataset written by goodprior synth (no goodprior "
+                        f"{SUMMARY_FILE}); refusing to replace it (choose another --out, or empty it)")
+    foreign = [n for n in names if n not in (DATA_FILE, SUMMARY_FILE)]
+    if foreign:
+        raise UserError(f"{out}: holds files goodprior did not write ({', '.join(foreign[:3])}"
+                        f"{', ...' if len(foreign) > 3 else ''}); refusing to replace it (move them, or choose another --out)")
+
+
 def publish(out: Path, rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
     """Write into a sibling temp folder, then swap it in: readers see the old set or the new one, never half."""
+    check_replaceable(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -166,7 +192,15 @@ def collect(req: BuildRequest, make_rows: MakeRows, count_tokens: TokenCounter, 
 
 def build(req: BuildRequest, make_rows: MakeRows, count_tokens: TokenCounter, library: Library,
           advance: Callable[[int], None] = lambda n: None, extra: dict | None = None, chunk: int = 64) -> dict[str, Any]:
-    """Build and publish one arm; returns its summary. An up-to-date folder is left as it is."""
+    """Build and publish one arm; returns its summary. An up-to-date folder is left as it is; a folder goodprior
+    did not write is refused before any work, and so is a folder another process is building."""
+    check_replaceable(req.out)
+    with folder_lock(req.out.with_name(f".{req.out.name}.lock"), req.out):
+        return _build(req, make_rows, count_tokens, library, advance, extra, chunk)
+
+
+def _build(req: BuildRequest, make_rows: MakeRows, count_tokens: TokenCounter, library: Library,
+           advance: Callable[[int], None], extra: dict | None, chunk: int) -> dict[str, Any]:
     fingerprint = req.fingerprint({"tokenizer": count_tokens.name, **(extra or {}),
                                    "families": {f.id: f.version for f in library.families.values()}})
     if is_up_to_date(req.out, fingerprint):

@@ -199,7 +199,7 @@ class Renderer:
             return self.g.fragments.render(text, {**self.context, **extra} if extra else self.context, self.direct)
         except jinja2.TemplateSyntaxError as exc:
             raise UserError(f"grammar {list(self.g.ids)[0]}: bad fragment {text[:60]!r}: {exc.message}") from None
-        except jinja2.UndefinedError as exc:
+        except jinja2.TemplateError as exc:  # undefined names, sandbox refusals (TemplateEscape)
             raise UserError(f"grammar {list(self.g.ids)[0]}: fragment {text[:60]!r}: {exc.message}") from None
         finally:
             self.depth -= 1
