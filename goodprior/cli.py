@@ -359,16 +359,41 @@ def quiet_libraries() -> None:
         pass
 
 
+def print_error(message: str) -> None:
+    """`goodprior: error: MESSAGE` as one line on stderr. The message is user text (paths, patterns, YAML values):
+    a Text object is never parsed for Rich markup or emoji codes, so `[x]`, `:abc:` and `^*$` print as written."""
+    from rich.text import Text
+
+    one_line = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    Console(stderr=True, soft_wrap=True).print(Text.assemble(("goodprior: error: ", "bold red"), one_line),
+                                               highlight=False)
+
+
 def main() -> None:
+    from typer.exceptions import Abort, TyperException  # typer vendors click: its usage errors derive from these
+
     quiet_libraries()
     try:
-        app()
+        code = app(standalone_mode=False)  # click's own usage errors come back to us, printed as one line below
     except UserError as exc:
-        Console(stderr=True).print(f"[bold red]goodprior: error:[/] {exc}", highlight=False, soft_wrap=True)
+        print_error(str(exc))
         sys.exit(2)
-    except KeyboardInterrupt:
-        Console(stderr=True).print("goodprior: interrupted; finished work is saved, run the same command to resume")
+    except TyperException as exc:  # a bad option value, a missing argument, an unknown command
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `goodprior data` alone: the group's help, as click shows it
+            exc.show()
+        else:
+            print_error(exc.format_message() + _help_hint(exc))
+        sys.exit(exc.exit_code)
+    except (KeyboardInterrupt, Abort):
+        Console(stderr=True).print("goodprior: interrupted; finished work is saved, run the same command to resume",
+                                   markup=False)
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _help_hint(exc) -> str:
+    ctx = getattr(exc, "ctx", None)
+    return f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
 
 
 if __name__ == "__main__":
