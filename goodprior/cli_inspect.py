@@ -25,6 +25,9 @@ def import_inspect_cmd(
     from goodprior.inspect_import import import_inspect_log, read_inspect_log
     from goodprior.store import RunDB
 
+    from goodprior.cli import check_out_folder
+
+    check_out_folder(out)
     data = read_inspect_log(log, name, scenarios)  # validate fully before creating the run folder
     db = RunDB(out / "results.sqlite")
     eval_id = import_inspect_log(db, data)

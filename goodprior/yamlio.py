@@ -13,12 +13,20 @@ from goodprior.errors import UserError
 Loc = tuple[str | int, ...]
 
 
+class _DuplicateKey(Exception):
+    def __init__(self, key: str, line: int, first: int):
+        super().__init__(key)
+        self.key, self.line, self.first = key, line, first
+
+
 def _construct(node: yaml.Node, path: Loc, lines: dict[Loc, int]) -> Any:
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         out = {}
         for key_node, value_node in node.value:
             key = key_node.value
+            if key in out:  # PyYAML keeps the last value silently; a repeated key is almost always a mistake
+                raise _DuplicateKey(str(key), key_node.start_mark.line + 1, lines[path + (key,)])
             lines[path + (key,)] = key_node.start_mark.line + 1
             out[key] = _construct(value_node, path + (key,), lines)
             lines[path + (key,)] = key_node.start_mark.line + 1
@@ -43,7 +51,10 @@ def load_yaml_with_lines(path: Path) -> tuple[Any, dict[Loc, int]]:
     if node is None:
         raise UserError(f"{path}: file is empty")
     lines: dict[Loc, int] = {}
-    return _construct(node, (), lines), lines
+    try:
+        return _construct(node, (), lines), lines
+    except _DuplicateKey as dup:
+        raise UserError(f"{path}:{dup.line}: duplicate key '{dup.key}' (first given on line {dup.first})") from None
 
 
 def line_for(lines: dict[Loc, int], loc: Loc) -> int | None:

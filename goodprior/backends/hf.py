@@ -17,7 +17,7 @@ from goodprior.backends.base import Backend
 from goodprior.backends.chat_format import ChatFormat
 from goodprior.backends.prefix_scoring import Item, Scorer, score_cached, score_naive, score_tree, tree_is_exact
 from goodprior.errors import UserError
-from goodprior.models import embedded
+from goodprior.models import embedded, resolve_model_path
 from goodprior.types import GenerateRequest, Score, ScoreRequest
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -63,7 +63,8 @@ class HFBackend(Backend):
         if dtype not in DTYPES:
             raise UserError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
         dev = _resolve_device(device)
-        path, assistant_name = (str(embedded.materialize()), embedded.ASSISTANT_NAME) if model == embedded.NAME else (model, "Assistant")
+        path = resolve_model_path(model)
+        assistant_name = embedded.ASSISTANT_NAME if model == embedded.NAME else "Assistant"
         torch_dtype = {"auto": torch.float32 if dev.type == "cpu" else torch.bfloat16, "float32": torch.float32,
                        "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
         try:
