@@ -24,8 +24,9 @@ from goodprior.fsutil import user_cache_root
 _SOURCES: dict[str, str] = {}  # template name (a hash of its text) -> text, for the loader
 
 
-def _source(name: str) -> tuple[str, None, Callable[[], bool]]:
-    return _SOURCES[name], None, lambda: True
+def _source(name: str) -> tuple[str, None, Callable[[], bool]] | None:
+    text = _SOURCES.get(name)  # None: `{% include 'x' %}` of anything but a fragment is TemplateNotFound
+    return None if text is None else (text, None, lambda: True)
 
 
 ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False,
