@@ -183,6 +183,10 @@ def eval_cmd(
         err = exc.errors()[0]
         raise UserError(f"option --{str(err['loc'][0]).replace('_', '-')}: {err['msg']}") from None
     check_out_folder(out)
+    if cfg.adapter and not cfg.model.startswith(("openai/", "anthropic/")):  # a local adapter: check before loading
+        from goodprior.backends.hf import check_adapter_files
+
+        check_adapter_files(cfg.adapter)
     library = Library.load(Path(cfg.scenarios) if cfg.scenarios else None)
     library.select(cfg.split, cfg.families or None)  # fail on unknown families before loading a model
     backend = _load_backend(cfg.model, cfg.adapter, cfg.dtype, cfg.device, cfg.batch_size)

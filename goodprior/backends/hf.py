@@ -205,11 +205,41 @@ def logits_in_fp32(model: Any) -> None:
 def attach_adapter(model: Any, adapter: str, model_name: str) -> Any:
     from peft import PeftModel
 
-    if not Path(adapter, "adapter_config.json").exists():
-        raise UserError(f"adapter {adapter!r}: no adapter_config.json there")
+    check_adapter_files(adapter)
     try:
         # Merged into the base weights, LoRA costs nothing at inference (identical outputs up to float rounding).
         return PeftModel.from_pretrained(model, adapter).merge_and_unload().eval()
     except (RuntimeError, ValueError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0][:200]
-        raise UserError(f"adapter {adapter!r} does not fit model {model_name!r}: {first}") from None
+        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+        # torch lists every mismatched tensor after a header line; the first mismatch names the problem
+        first = next((line for line in lines if line.startswith("size mismatch")), lines[0] if lines else type(exc).__name__)
+        raise UserError(f"adapter {adapter!r} does not fit model {model_name!r}: {first[:300]}") from None
+
+
+def check_adapter_files(adapter: str) -> None:
+    """One line for an adapter folder that is missing, incomplete or truncated, before PEFT reads it."""
+    import json
+
+    from safetensors import SafetensorError, safe_open
+
+    folder = Path(adapter)
+    if not folder.is_dir():
+        raise UserError(f"adapter {adapter!r}: {'is a file, not a folder' if folder.exists() else 'path does not exist'}")
+    config = folder / "adapter_config.json"
+    if not config.is_file():
+        raise UserError(f"adapter {adapter!r}: no adapter_config.json there")
+    try:
+        json.loads(config.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{config}: not valid JSON ({exc}); the adapter folder is damaged") from None
+    weights = folder / "adapter_model.safetensors"
+    if not weights.is_file():
+        if (folder / "adapter_model.bin").is_file():
+            return
+        raise UserError(f"adapter {adapter!r}: no adapter_model.safetensors there")
+    try:
+        with safe_open(str(weights), framework="pt") as fh:
+            for name in fh.keys():
+                fh.get_slice(name)
+    except (SafetensorError, OSError) as exc:
+        raise UserError(f"{weights}: unreadable ({exc}); truncated or damaged, train or copy it again") from None
