@@ -16,7 +16,9 @@ from goodprior.errors import UserError
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Measure and repair agentic misalignment.")
 scenarios_app = typer.Typer(no_args_is_help=True, help="List, show and validate honeypot scenario families.")
 app.add_typer(scenarios_app, name="scenarios")
-console = Console(width=None if sys.stdout.isatty() else 150)  # logs and pipes get wide tables, not 80 columns
+# Logs and pipes get wide tables, not 80 columns. Everything printed holds user text (paths, ids, titles): no Rich
+# markup or emoji codes, so `[x]` and `:abc:` print as written.
+console = Console(width=None if sys.stdout.isatty() else 150, markup=False, emoji=False)
 
 ScenariosOpt = typer.Option(None, "--scenarios", help="A scenario YAML file or folder (default: the built-in library).")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import sqlite3
 import typing
 from collections.abc import Callable
@@ -276,3 +277,16 @@ def test_user_text_prints_verbatim(monkeypatch, capsys):
     print_error("bad pattern '^*$' in [bold red]x[/] at :abc: :thumbs_up:\nsecond line")
     err = capsys.readouterr().err
     assert err.strip() == "goodprior: error: bad pattern '^*$' in [bold red]x[/] at :abc: :thumbs_up: second line"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write to a read-only-mode folder")
+@pytest.mark.parametrize("command", [["eval"], ["grade", "--responses", "{bad}/responses.jsonl"],
+                                     ["synth", "difficult-advice", "--n", "5"]], ids=["eval", "grade", "synth"])
+def test_out_folder_not_writable(expect_user_error, tmp_path, command):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        expect_user_error([*command, "--out", str(locked / "run")], "cannot write to")
+    finally:
+        locked.chmod(0o755)

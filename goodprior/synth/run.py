@@ -99,7 +99,7 @@ def inspect(path: Path, samples: int, seed: int, console: Console) -> None:
             console.print(row["text"], markup=False, highlight=False)
         else:
             for m in row["messages"]:
-                console.print(f"[bold]{m['role']}:[/]")
+                console.print(f"{m['role']}:", style="bold", markup=False)
                 console.print(m.get("content") or "", markup=False, highlight=False)
                 for call in m.get("tool_calls") or []:
                     console.print(f"  -> {call['function']['name']}({call['function']['arguments']})", markup=False,
