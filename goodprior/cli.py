@@ -386,7 +386,7 @@ def token_counter(model: str | None):
 
     from goodprior.models import resolve_model_path
 
-    path = resolve_model_path(model)
+    path = resolve_model_path(model, tokenizer_only=True)
     try:
         tok = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as exc:
@@ -441,9 +441,10 @@ def main() -> None:
             print_error(exc.format_message() + _help_hint(exc))
         sys.exit(exc.exit_code)
     except (KeyboardInterrupt, Abort):
+        code = 130
+    if code == 130:  # typer turns Ctrl-C inside a command into exit code 130
         Console(stderr=True).print("goodprior: interrupted; finished work is saved, run the same command to resume",
                                    markup=False)
-        sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
 
 

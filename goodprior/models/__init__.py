@@ -14,9 +14,10 @@ def looks_like_path(model: str) -> bool:
             or Path(model).exists())
 
 
-def resolve_model_path(model: str) -> str:
+def resolve_model_path(model: str, tokenizer_only: bool = False) -> str:
     """What to hand `from_pretrained`: the embedded model's folder, a local folder (checked), or an HF id as given.
-    A missing local path fails here with one line, not with Hugging Face's rules for repo ids."""
+    A missing local path fails here with one line, not with Hugging Face's rules for repo ids.
+    tokenizer_only: the folder needs only a tokenizer (token counting), not the model's config.json."""
     from goodprior.models import embedded
 
     if model == embedded.NAME:
@@ -28,6 +29,9 @@ def resolve_model_path(model: str) -> str:
         raise UserError(f"model {model!r}: path does not exist")
     if not path.is_dir():
         raise UserError(f"model {model!r}: is a file; give the model's folder (with config.json)")
-    if not (path / "config.json").is_file():
+    if tokenizer_only:
+        if not any((path / name).is_file() for name in ("tokenizer_config.json", "tokenizer.json", "config.json")):
+            raise UserError(f"model {model!r}: folder holds no tokenizer (no tokenizer_config.json or tokenizer.json)")
+    elif not (path / "config.json").is_file():
         raise UserError(f"model {model!r}: folder is not a Hugging Face model (no config.json)")
     return str(path)

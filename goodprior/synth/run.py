@@ -23,7 +23,7 @@ def load_tokenizer(model: str):
 
     from goodprior.models import resolve_model_path
 
-    path = resolve_model_path(model)
+    path = resolve_model_path(model, tokenizer_only=True)
     try:
         return AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as exc:
