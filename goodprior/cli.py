@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -14,9 +16,52 @@ from goodprior.errors import UserError
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Measure and repair agentic misalignment.")
 scenarios_app = typer.Typer(no_args_is_help=True, help="List, show and validate honeypot scenario families.")
 app.add_typer(scenarios_app, name="scenarios")
-console = Console(width=None if sys.stdout.isatty() else 150)  # logs and pipes get wide tables, not 80 columns
+# Logs and pipes get wide tables, not 80 columns. Everything printed holds user text (paths, ids, titles): no Rich
+# markup or emoji codes, so `[x]` and `:abc:` print as written.
+console = Console(width=None if sys.stdout.isatty() else 150, markup=False, emoji=False)
 
 ScenariosOpt = typer.Option(None, "--scenarios", help="A scenario YAML file or folder (default: the built-in library).")
+
+
+def finite(value: float | None) -> float | None:
+    """Typer callback for float options: click's float type takes `nan` and `inf`, which no setting means."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"must be a finite number, got {value}")
+    return value
+
+
+def fraction(value: float | None) -> float | None:
+    if value is not None and not 0 <= value <= 1:  # also false for nan
+        raise typer.BadParameter(f"must be a number from 0 to 1, got {value}")
+    return value
+
+
+def check_out_folder(path: Path, label: str = "option --out", replaced: bool = False) -> None:
+    """Fail with one line, before any work, where PATH cannot become (or be written into as) an output folder.
+    replaced: the command swaps the whole folder in (synth), so the current folder and its parents are refused."""
+    full = path.absolute()
+    if full.exists() and not full.is_dir():
+        raise UserError(f"{label}: {path} exists and is not a folder")
+    existing = next(p for p in (full, *full.parents) if p.exists())
+    if not existing.is_dir():
+        raise UserError(f"{label}: cannot create {path}: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{label}: cannot write to {existing} (permission denied or read-only)")
+    if replaced:
+        cwd = Path.cwd().resolve()
+        if full.resolve() in (cwd, *cwd.parents):
+            raise UserError(f"{label}: {path} is the current folder or one of its parents; the dataset "
+                            "replaces its folder whole, so name a new subfolder")
+
+
+def count_option(value: str | None, option: str) -> int | None:
+    """`50k`-style counts, with the option named in the error."""
+    from goodprior.synth.build import parse_count
+
+    try:
+        return parse_count(value)
+    except UserError as exc:
+        raise UserError(f"option {option}: {exc}") from None
 
 
 @scenarios_app.command("list")
@@ -141,7 +186,7 @@ def eval_cmd(
     families: Optional[str] = typer.Option(None, help="Comma-separated family ids."),
     limit: Optional[int] = typer.Option(None, help="At most N pressured instances (+ their controls and twins)."),
     samples: Optional[int] = typer.Option(None, help="Generate mode: samples per instance."),
-    temperature: Optional[float] = typer.Option(None),
+    temperature: Optional[float] = typer.Option(None, callback=finite),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens"),
     judge: Optional[str] = typer.Option(None, help="Generate mode: judge model (after rule gates)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size"),
@@ -171,6 +216,11 @@ def eval_cmd(
     except ValidationError as exc:
         err = exc.errors()[0]
         raise UserError(f"option --{str(err['loc'][0]).replace('_', '-')}: {err['msg']}") from None
+    check_out_folder(out)
+    if cfg.adapter and not cfg.model.startswith(("openai/", "anthropic/")):  # a local adapter: check before loading
+        from goodprior.backends.hf import check_adapter_files
+
+        check_adapter_files(cfg.adapter)
     library = Library.load(Path(cfg.scenarios) if cfg.scenarios else None)
     library.select(cfg.split, cfg.families or None)  # fail on unknown families before loading a model
     backend = _load_backend(cfg.model, cfg.adapter, cfg.dtype, cfg.device, cfg.batch_size, cfg.strict)
@@ -194,6 +244,7 @@ def grade_cmd(
     from goodprior.scenarios.library import Library
     from goodprior.store import RunDB
 
+    check_out_folder(out)
     library = Library.load(scenarios)
     read_responses(responses, library, own_name)  # validate fully before creating anything
     judge_backend = _load_backend(judge, None, "auto", "auto", 4) if judge else None
@@ -217,6 +268,7 @@ def run_cmd(
 
     exp = Experiment.load(experiment, profile)
     folder = out or Path("runs") / exp.id
+    check_out_folder(folder)
     Runner(exp, folder).run()
     md, html, cmp = make_report(folder)
     for line in check_lines(cmp):
@@ -234,6 +286,7 @@ def report_cmd(
     """Write report.md and a self-contained report.html (table, plots, findings) for a run folder."""
     from goodprior.report.build import make_report
 
+    check_out_folder(run, "run folder")  # report.md and report.html are written into it
     md, html, _ = make_report(run, baseline)
     console.print(f"wrote {html} and {md}")
 
@@ -247,10 +300,10 @@ def train_cmd(
     tokens: Optional[str] = typer.Option(None, help="Exact training-token budget, e.g. 50k (the default unit)."),
     loss_tokens: Optional[str] = typer.Option(None, "--loss-tokens", help="Budget of loss-bearing tokens instead, e.g. 4k."),
     examples: Optional[str] = typer.Option(None, "--examples", help="Budget of rows instead."),
-    epochs: Optional[float] = typer.Option(None, "--epochs", help="Passes over the selected data (default 1)."),
+    epochs: Optional[float] = typer.Option(None, "--epochs", help="Passes over the selected data (default 1).", callback=finite),
     top_k_layers: Optional[int] = typer.Option(None, "--top-k-layers", help="LoRA on the top K layers only."),
     lora_r: Optional[int] = typer.Option(None, "--lora-r"),
-    learning_rate: Optional[float] = typer.Option(None, "--learning-rate"),
+    learning_rate: Optional[float] = typer.Option(None, "--learning-rate", callback=finite),
     max_length: Optional[int] = typer.Option(None, "--max-length", help="Packed sequence length."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size"),
     seed: Optional[int] = typer.Option(None),
@@ -258,13 +311,12 @@ def train_cmd(
     """Train a LoRA adapter (TRL SFTTrainer + PEFT) on goodprior datasets with an exact token budget."""
     from pydantic import ValidationError
 
-    from goodprior.synth.build import parse_count
     from goodprior.train.config import TrainConfig
     from goodprior.train.trainer import train
 
     base = TrainConfig.from_yaml(config).model_dump() if config else {}
-    budget = {k: parse_count(v) for k, v in (("tokens", tokens), ("loss_tokens", loss_tokens), ("examples", examples))
-              if v is not None}
+    budget = {k: count_option(v, f"--{k.replace('_', '-')}") for k, v in
+              (("tokens", tokens), ("loss_tokens", loss_tokens), ("examples", examples)) if v is not None}
     if budget:  # a budget flag replaces the config file's budget, whatever its unit
         base = {k: v for k, v in base.items() if k not in ("tokens", "loss_tokens", "examples")}
     flags = dict(model=model, data=data, **budget, epochs=epochs, top_k_layers=top_k_layers, lora_r=lora_r,
@@ -275,6 +327,7 @@ def train_cmd(
         err = exc.errors()[0]
         where = f"option --{str(err['loc'][0]).replace('_', '-')}" if err["loc"] else "budget"
         raise UserError(f"{where}: {err['msg'].removeprefix('Value error, ')}") from None
+    check_out_folder(Path(cfg.out))
     summary = train(cfg)
     if not summary:  # a non-zero rank of a distributed run: rank 0 reports
         return
@@ -299,23 +352,26 @@ def synth_cmd(
     out: Optional[Path] = typer.Option(None, help="Output folder (default data/ARM; for `all`, data/<arm> each)."),
     model: str = typer.Option("smollm2", help="Target model whose tokenizer counts tokens."),
     seed: int = typer.Option(0),
-    dedup_threshold: Optional[float] = typer.Option(None, help="Drop examples with estimated 5-gram Jaccard above this (default: the recipe's, 0.6 for most arms)."),
+    dedup_threshold: Optional[float] = typer.Option(None, callback=fraction, help="Drop examples with estimated 5-gram Jaccard above this (default: the recipe's, 0.6 for most arms)."),
     own_name: str = typer.Option("SmolLM", help="Honeypot arms: the target model's own name, for name=own prompts."),
     scenarios: Optional[Path] = ScenariosOpt,
-    concurrency: int = typer.Option(4, help="LLM generator: requests in flight."),
+    concurrency: int = typer.Option(4, min=1, help="LLM generator: requests in flight."),
     preview: bool = typer.Option(False, help="Print the planned counts and exit without generating."),
 ) -> None:
     """Build repair datasets (JSONL in Hugging Face shapes + summary.json) from the spec."""
     from goodprior.progress import bar
-    from goodprior.synth.build import TokenCounter, parse_count
+    from goodprior.synth.build import TokenCounter
     from goodprior.synth.run import arms_for, load_tokenizer, summary_table, synth_offline
     from goodprior.synth.spec import load_spec
     from goodprior.scenarios.library import Library
 
-    count_n, count_tokens = parse_count(n), parse_count(tokens)
+    count_n, count_tokens = count_option(n, "--n"), count_option(tokens, "--tokens")
     if (count_n is None) == (count_tokens is None):
         raise UserError("give exactly one size: --n N or --tokens N")
     arms = arms_for(arm)
+    targets = {a: out / a if (out and arm == "all") else (out or Path("data") / a) for a in arms}
+    for target in targets.values():
+        check_out_folder(target, replaced=True)
     the_spec = load_spec(spec)
     library = Library.load(scenarios)
     if preview:
@@ -326,7 +382,7 @@ def synth_cmd(
     counter = TokenCounter(load_tokenizer(model), model)
     summaries = []
     for a in arms:
-        target = out / a if (out and arm == "all") else (out or Path("data") / a)
+        target = targets[a]
         with bar(f"synth {a}", count_n or count_tokens) as advance:
             if generator == "offline":
                 summaries.append(synth_offline(a, the_spec, target, counter, library, n=count_n, tokens=count_tokens,
@@ -344,7 +400,7 @@ def synth_cmd(
 @data_app.command("inspect")
 def data_inspect(
     path: Path = typer.Argument(..., help="A dataset folder written by `goodprior synth`."),
-    samples: int = typer.Option(3, help="How many random examples to print."),
+    samples: int = typer.Option(3, min=0, help="How many random examples to print."),
     seed: int = typer.Option(0),
 ) -> None:
     """Statistics and sample examples of a synthetic dataset."""
@@ -372,9 +428,9 @@ def token_counter(model: str | None):
         model = embedded.NAME
     from transformers import AutoTokenizer
 
-    from goodprior.models import embedded
+    from goodprior.models import resolve_model_path
 
-    path = str(embedded.materialize()) if model == embedded.NAME else model
+    path = resolve_model_path(model, tokenizer_only=True)
     try:
         tok = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as exc:
@@ -403,16 +459,42 @@ def quiet_libraries() -> None:
         pass
 
 
+def print_error(message: str) -> None:
+    """`goodprior: error: MESSAGE` as one line on stderr. The message is user text (paths, patterns, YAML values):
+    a Text object is never parsed for Rich markup or emoji codes, so `[x]`, `:abc:` and `^*$` print as written."""
+    from rich.text import Text
+
+    one_line = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    Console(stderr=True, soft_wrap=True).print(Text.assemble(("goodprior: error: ", "bold red"), one_line),
+                                               highlight=False)
+
+
 def main() -> None:
+    from typer.exceptions import Abort, TyperException  # typer vendors click: its usage errors derive from these
+
     quiet_libraries()
     try:
-        app()
+        code = app(standalone_mode=False)  # click's own usage errors come back to us, printed as one line below
     except UserError as exc:
-        Console(stderr=True).print(f"[bold red]goodprior: error:[/] {exc}", highlight=False, soft_wrap=True)
+        print_error(str(exc))
         sys.exit(2)
-    except KeyboardInterrupt:
-        Console(stderr=True).print("goodprior: interrupted; finished work is saved, run the same command to resume")
-        sys.exit(130)
+    except TyperException as exc:  # a bad option value, a missing argument, an unknown command
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `goodprior data` alone: the group's help, as click shows it
+            exc.show()
+        else:
+            print_error(exc.format_message() + _help_hint(exc))
+        sys.exit(exc.exit_code)
+    except (KeyboardInterrupt, Abort):
+        code = 130
+    if code == 130:  # typer turns Ctrl-C inside a command into exit code 130
+        Console(stderr=True).print("goodprior: interrupted; finished work is saved, run the same command to resume",
+                                   markup=False)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _help_hint(exc) -> str:
+    ctx = getattr(exc, "ctx", None)
+    return f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
 
 
 if __name__ == "__main__":

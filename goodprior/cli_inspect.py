@@ -25,10 +25,13 @@ def import_inspect_cmd(
     from goodprior.inspect_import import import_inspect_log, read_inspect_log
     from goodprior.store import RunDB
 
+    from goodprior.cli import check_out_folder
+
+    check_out_folder(out)
     data = read_inspect_log(log, name, scenarios)  # validate fully before creating the run folder
     db = RunDB(out / "results.sqlite")
     eval_id = import_inspect_log(db, data)
-    console = Console()
+    console = Console(markup=False, emoji=False)  # paths and ids print as written
     path = show_and_export(out, db, console, [eval_id])
     skipped = f"; {data.skipped} errored samples skipped" if data.skipped else ""
     console.print(f"imported {len(data.rows)} samples as {eval_id}{skipped}; wrote {path}, {out / 'results.jsonl'}")

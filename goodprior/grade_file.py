@@ -19,12 +19,16 @@ from goodprior.store import RunDB
 def read_responses(path: Path, library: Library, own_name: str) -> dict[str, tuple[Instance, list[str]]]:
     """Validate the whole file before anything is written: one clear line for the first bad row."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_bytes().splitlines()
     except OSError as exc:
         raise UserError(f"{path}: cannot read responses ({exc.strerror})") from None
     grouped: dict[str, list[tuple[int, str]]] = defaultdict(list)
     instances: dict[str, Instance] = {}
-    for n, line in enumerate(lines, 1):
+    for n, raw in enumerate(lines, 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UserError(f"{path}:{n}: not UTF-8 text (byte {exc.start + 1} of the line)") from None
         if not line.strip():
             continue
         try:
@@ -38,7 +42,10 @@ def read_responses(path: Path, library: Library, own_name: str) -> dict[str, tup
                 raise UserError(f"{path}:{n}: field '{key}' missing or not a string")
         iid = row["instance_id"]
         if iid not in instances:
-            family_id, setting, factors = parse_instance_id(iid)
+            try:
+                family_id, setting, factors = parse_instance_id(iid)
+            except UserError as exc:
+                raise UserError(f"{path}:{n}: field 'instance_id': {exc}") from None
             if family_id not in library.families:
                 raise UserError(f"{path}:{n}: field 'instance_id': unknown family {family_id!r}")
             try:
@@ -48,6 +55,8 @@ def read_responses(path: Path, library: Library, own_name: str) -> dict[str, tup
             if instances[iid].id != iid:
                 raise UserError(f"{path}:{n}: field 'instance_id': not canonical, expected {instances[iid].id!r}")
         sample = row.get("sample", len(grouped[iid]))
+        if type(sample) is not int or sample < 0:  # bool is an int subclass; mixed types would not sort
+            raise UserError(f"{path}:{n}: field 'sample' must be a whole number >= 0, got {json.dumps(sample)}")
         grouped[iid].append((sample, row["response"]))
     if not grouped:
         raise UserError(f"{path}: no responses in file")

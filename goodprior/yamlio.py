@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +14,20 @@ from goodprior.errors import UserError
 Loc = tuple[str | int, ...]
 
 
+class _DuplicateKey(Exception):
+    def __init__(self, key: str, line: int, first: int):
+        super().__init__(key)
+        self.key, self.line, self.first = key, line, first
+
+
 def _construct(node: yaml.Node, path: Loc, lines: dict[Loc, int]) -> Any:
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         out = {}
         for key_node, value_node in node.value:
             key = key_node.value
+            if key in out:  # PyYAML keeps the last value silently; a repeated key is almost always a mistake
+                raise _DuplicateKey(str(key), key_node.start_mark.line + 1, lines[path + (key,)])
             lines[path + (key,)] = key_node.start_mark.line + 1
             out[key] = _construct(value_node, path + (key,), lines)
             lines[path + (key,)] = key_node.start_mark.line + 1
@@ -43,7 +52,10 @@ def load_yaml_with_lines(path: Path) -> tuple[Any, dict[Loc, int]]:
     if node is None:
         raise UserError(f"{path}: file is empty")
     lines: dict[Loc, int] = {}
-    return _construct(node, (), lines), lines
+    try:
+        return _construct(node, (), lines), lines
+    except _DuplicateKey as dup:
+        raise UserError(f"{path}:{dup.line}: duplicate key '{dup.key}' (first given on line {dup.first})") from None
 
 
 def line_for(lines: dict[Loc, int], loc: Loc) -> int | None:
@@ -68,6 +80,39 @@ def validation_message(path: Path, lines: dict[Loc, int], exc: ValidationError) 
 def load_model(path: Path, model: type[BaseModel]) -> BaseModel:
     data, lines = load_yaml_with_lines(path)
     try:
-        return model.model_validate(data)
+        obj = model.model_validate(data)
     except ValidationError as exc:
         raise UserError(validation_message(path, lines, exc)) from None
+    _remember(obj, (), path, lines)
+    return obj
+
+
+# Where each loaded model (and every model nested in it) came from, so that errors found later, while rendering a
+# template or compiling a gate's regex, can still name file and line. Keyed by id(); the weakref drops the entry
+# when the model is garbage-collected, before its id can be reused.
+_ORIGINS: dict[int, tuple[weakref.ref, Path, dict[Loc, int], Loc]] = {}
+
+
+def _remember(value: Any, loc: Loc, path: Path, lines: dict[Loc, int]) -> None:
+    if isinstance(value, BaseModel):
+        key = id(value)
+        _ORIGINS[key] = (weakref.ref(value, lambda _, key=key: _ORIGINS.pop(key, None)), path, lines, loc)
+        for name in type(value).model_fields:
+            _remember(getattr(value, name), loc + (name,), path, lines)
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _remember(item, loc + (i,), path, lines)
+    elif isinstance(value, dict):
+        for k, item in value.items():
+            _remember(item, loc + (k,), path, lines)
+
+
+def location(obj: Any, *loc: str | int) -> str | None:
+    """`file:line` of the value at `loc` inside a model that load_model returned (or one nested in it); None for
+    a model built in code."""
+    entry = _ORIGINS.get(id(obj))
+    if entry is None or entry[0]() is not obj:
+        return None
+    _, path, lines, prefix = entry
+    line = line_for(lines, prefix + loc)
+    return f"{path}:{line}" if line else str(path)

@@ -52,7 +52,7 @@ def test_unknown_family_and_missing_model(monkeypatch, capsys, tmp_path):
     assert code == 2 and "unknown family 'nope'" in err
     code, _, err = run(monkeypatch, capsys, "eval", "--model", tmp_path / "no-model", "--scenarios", BLACKMAIL,
                        "--split", "all", "--out", tmp_path / "y")
-    assert code == 2 and "cannot load model" in err and "Traceback" not in err
+    assert code == 2 and "path does not exist" in err and "Traceback" not in err
     assert not (tmp_path / "y").exists()
 
 

@@ -17,7 +17,7 @@ from goodprior.backends.base import Backend
 from goodprior.backends.chat_format import ChatFormat
 from goodprior.backends.prefix_scoring import Item, Scorer, score_cached, score_naive, score_tree, tree_is_exact
 from goodprior.errors import UserError
-from goodprior.models import embedded
+from goodprior.models import embedded, resolve_model_path
 from goodprior.types import GenerateRequest, Score, ScoreRequest
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -64,7 +64,8 @@ class HFBackend(Backend):
         if dtype not in DTYPES:
             raise UserError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
         dev = _resolve_device(device)
-        path, assistant_name = (str(embedded.materialize()), embedded.ASSISTANT_NAME) if model == embedded.NAME else (model, "Assistant")
+        path = resolve_model_path(model)
+        assistant_name = embedded.ASSISTANT_NAME if model == embedded.NAME else "Assistant"
         torch_dtype = {"auto": torch.float32 if dev.type == "cpu" else torch.bfloat16, "float32": torch.float32,
                        "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
         try:
@@ -266,11 +267,41 @@ def check_adapter_base(adapter: str, model_name: str, loaded_path: str, strict: 
 def attach_adapter(model: Any, adapter: str, model_name: str) -> Any:
     from peft import PeftModel
 
-    if not Path(adapter, "adapter_config.json").exists():
-        raise UserError(f"adapter {adapter!r}: no adapter_config.json there")
+    check_adapter_files(adapter)
     try:
         # Merged into the base weights, LoRA costs nothing at inference (identical outputs up to float rounding).
         return PeftModel.from_pretrained(model, adapter).merge_and_unload().eval()
     except (RuntimeError, ValueError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0][:200]
-        raise UserError(f"adapter {adapter!r} does not fit model {model_name!r}: {first}") from None
+        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+        # torch lists every mismatched tensor after a header line; the first mismatch names the problem
+        first = next((line for line in lines if line.startswith("size mismatch")), lines[0] if lines else type(exc).__name__)
+        raise UserError(f"adapter {adapter!r} does not fit model {model_name!r}: {first[:300]}") from None
+
+
+def check_adapter_files(adapter: str) -> None:
+    """One line for an adapter folder that is missing, incomplete or truncated, before PEFT reads it."""
+    import json
+
+    from safetensors import SafetensorError, safe_open
+
+    folder = Path(adapter)
+    if not folder.is_dir():
+        raise UserError(f"adapter {adapter!r}: {'is a file, not a folder' if folder.exists() else 'path does not exist'}")
+    config = folder / "adapter_config.json"
+    if not config.is_file():
+        raise UserError(f"adapter {adapter!r}: no adapter_config.json there")
+    try:
+        json.loads(config.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{config}: not valid JSON ({exc}); the adapter folder is damaged") from None
+    weights = folder / "adapter_model.safetensors"
+    if not weights.is_file():
+        if (folder / "adapter_model.bin").is_file():
+            return
+        raise UserError(f"adapter {adapter!r}: no adapter_model.safetensors there")
+    try:
+        with safe_open(str(weights), framework="pt") as fh:
+            for name in fh.keys():
+                fh.get_slice(name)
+    except (SafetensorError, OSError) as exc:
+        raise UserError(f"{weights}: unreadable ({exc}); truncated or damaged, train or copy it again") from None

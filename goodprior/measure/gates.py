@@ -8,7 +8,9 @@ from dataclasses import dataclass
 
 from goodprior.scenarios.instances import Instance, render
 from goodprior.scenarios.schema import Family, Gate
+from goodprior.errors import UserError
 from goodprior.types import ToolCall
+from goodprior.yamlio import location
 
 
 @dataclass(frozen=True)
@@ -23,7 +25,15 @@ def _arg_text(value) -> str:
 
 def compile_gate(gate: Gate, inst: Instance) -> dict[str, re.Pattern]:
     where = f"family {inst.family} gate {gate.id}"
-    return {arg: re.compile(render(p, inst.context, where), re.I | re.S) for arg, p in gate.where.items()}
+    compiled = {}
+    for arg, pattern in gate.where.items():
+        text = render(pattern, inst.context, f"{where} field '{arg}'", (gate, ("where", arg)))
+        try:
+            compiled[arg] = re.compile(text, re.I | re.S)
+        except re.error as exc:
+            at = location(gate, "where", arg)
+            raise UserError(f"{at + ': ' if at else ''}{where} field '{arg}': bad regex after rendering: {exc}") from None
+    return compiled
 
 
 def gate_fires(gate: Gate, compiled: dict[str, re.Pattern], call: ToolCall) -> bool:

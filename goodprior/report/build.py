@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 from goodprior.analysis import SATURATION_NATS
@@ -19,6 +20,27 @@ def experiment_config(db: RunDB) -> dict | None:
         return None  # a plain `goodprior eval` folder
     rows = db.query("SELECT config FROM experiment")
     return json.loads(rows[0]["config"]) if rows else None
+
+
+def open_run_db(folder: Path) -> RunDB:
+    """The run's database, checked read-only first: a file that is not a goodprior database is named in one line
+    and left untouched (opening it read-write would add goodprior's tables to someone else's SQLite file)."""
+    path = folder / "results.sqlite"
+    if path.is_file():
+        with path.open("rb") as fh:
+            if fh.read(16) != b"SQLite format 3\x00":
+                raise UserError(f"{path}: not an SQLite database")
+        try:
+            con = sqlite3.connect(path.absolute().as_uri() + "?mode=ro", uri=True)
+            try:
+                tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            finally:
+                con.close()
+        except sqlite3.DatabaseError as exc:
+            raise UserError(f"{path}: unreadable database ({exc})") from None
+        if "evals" not in tables:
+            raise UserError(f"{path}: an SQLite database but not a goodprior run (no evals table)")
+    return RunDB.open_existing(folder)
 
 
 def experiment_models(folder: Path, exp_config: dict, have: set[str]) -> list[Model]:
@@ -55,7 +77,7 @@ def settings_lines(db: RunDB, exp_config: dict, models: list[Model], cmp: Compar
 
 
 def make_report(folder: Path, baseline: str | None = None) -> tuple[Path, Path, Comparison]:
-    db = RunDB.open_existing(folder)
+    db = open_run_db(folder)
     evals = [e for e in db.evals() if e["mode"] == "logprob"]
     have = {e["eval_id"] for e in evals}
     exp = experiment_config(db)

@@ -13,28 +13,45 @@ from goodprior.errors import UserError
 from goodprior.fragments import Fragments, base_variables
 from goodprior.scenarios.schema import Family
 from goodprior.types import Continuation, Conversation, ToolCall
+from goodprior.yamlio import location
 
 _fragments = Fragments()
 _BLANKS = re.compile(r"\n[ \t]*(?:\n[ \t]*)+\n")
 
 
-def render(template: str, context: dict[str, Any], where: str) -> str:
-    """`context` must include Jinja's globals (see build_instance)."""
+def render(template: str, context: dict[str, Any], where: str, origin: tuple[Any, tuple] | None = None) -> str:
+    """`context` must include Jinja's globals (see build_instance). origin: (loaded model, key path of the
+    template inside it), so that an error names file and line."""
     try:
         text = _fragments.render(template, context)
-    except jinja2.TemplateError as exc:
-        raise UserError(f"{where}: template error: {exc}") from None
+    except Exception as exc:  # a template is user data: whatever it raises (undefined, syntax, sandbox) is theirs
+        raise UserError(template_problem(exc, where, origin)) from None
     # Factor-dependent blocks leave empty lines behind; keep at most one blank line between paragraphs.
     return _BLANKS.sub("\n\n", text).strip() if "\n" in text else text.strip()
 
 
-def render_args(value: Any, context: dict[str, Any], where: str) -> Any:
+def template_problem(exc: Exception, where: str, origin: tuple[Any, tuple] | None) -> str:
+    """One line: `file:line: WHERE: template error[ (template line N)]: message`."""
+    located = location(origin[0], *origin[1]) if origin else None
+    if isinstance(exc, jinja2.TemplateNotFound):
+        detail = f"cannot include or import {exc.name!r}: templates are self-contained"
+    else:
+        detail = str(exc) if isinstance(exc, jinja2.TemplateError) else f"{type(exc).__name__}: {exc}"
+    lineno = getattr(exc, "lineno", None)
+    inner = f" (template line {lineno})" if isinstance(lineno, int) and lineno > 1 else ""
+    return f"{located + ': ' if located else ''}{where}: template error{inner}: {detail}"
+
+
+def render_args(value: Any, context: dict[str, Any], where: str, origin: tuple[Any, tuple] | None = None) -> Any:
+    def at(key):
+        return (origin[0], (*origin[1], key)) if origin else None
+
     if isinstance(value, str):
-        return render(value, context, where)
+        return render(value, context, where, origin)
     if isinstance(value, dict):
-        return {k: render_args(v, context, f"{where}.{k}") for k, v in value.items()}
+        return {k: render_args(v, context, f"{where}.{k}", at(k)) for k, v in value.items()}
     if isinstance(value, list):
-        return [render_args(v, context, where) for v in value]
+        return [render_args(v, context, where, at(i)) for i, v in enumerate(value)]
     return value
 
 
@@ -88,7 +105,7 @@ def parse_instance_id(iid: str) -> tuple[str, str, dict[str, str]]:
 
 def _calls(templates, context: dict[str, Any], where: str) -> Continuation:
     return Continuation(
-        calls=tuple(ToolCall(c.tool, render_args(c.args, context, f"{where}.{c.tool}")) for c in templates)
+        calls=tuple(ToolCall(c.tool, render_args(c.args, context, f"{where}.{c.tool}", (c, ("args",)))) for c in templates)
     )
 
 
@@ -100,8 +117,8 @@ def build_instance(family: Family, setting_id: str, factors: dict[str, str], own
     context = {**base_variables(), **setting.vars, **factors, "agent_name": agent_name, "nudge": factors["nudge"] == "on"}
     where = f"family {family.id} setting {setting.id}"
     conversation = Conversation(
-        system=render(family.system, context, f"{where} field 'system'"),
-        messages=({"role": "user", "content": render(family.user, context, f"{where} field 'user'")},),
+        system=render(family.system, context, f"{where} field 'system'", (family, ("system",))),
+        messages=({"role": "user", "content": render(family.user, context, f"{where} field 'user'", (family, ("user",)))},),
         tools=tuple(t.openai_schema() for t in family.tools),
     )
     pairs = tuple(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import time
@@ -61,7 +62,9 @@ def parse_count(value: str | int | None) -> int | None:
     try:
         number = float(text[:-1] if scale > 1 else text) * scale
     except ValueError:
-        raise UserError(f"cannot read {value!r} as a count (examples: 5000, 50k, 2M)") from None
+        number = math.nan
+    if not math.isfinite(number) or number != int(number):  # nan, inf, 0.4, 1.0005k: not a whole count
+        raise UserError(f"cannot read {value!r} as a whole count (examples: 5000, 50k, 2M)")
     if number <= 0:
         raise UserError(f"count must be positive, got {value!r}")
     return int(number)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -20,13 +21,34 @@ from goodprior.synth.spec import Spec
 def load_tokenizer(model: str):
     from transformers import AutoTokenizer
 
-    from goodprior.models import embedded
+    from goodprior.models import resolve_model_path
 
-    path = str(embedded.materialize()) if model == embedded.NAME else model
+    path = resolve_model_path(model, tokenizer_only=True)
     try:
         return AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot load tokenizer for {model!r}: {str(exc).strip().splitlines()[0]}") from None
+
+
+SUMMARY_KEYS = ("arm", "recipe", "spec", "generator", "seed", "tokenizer", "stats", "leakage")
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: not valid JSON ({exc})") from None
+
+
+def _read_example(path: Path, line: int, raw: bytes) -> dict[str, Any]:
+    try:
+        row = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}:{line}: not a valid JSON line ({exc})") from None
+    meta = row.get("meta") if isinstance(row, dict) else None
+    if not isinstance(meta, dict) or not {"index", "plan"} <= meta.keys() or not ("text" in row or "messages" in row):
+        raise UserError(f"{path}:{line}: not a goodprior example (needs meta.index, meta.plan and text or messages)")
+    return row
 
 
 def arms_for(name: str) -> list[str]:
@@ -61,19 +83,24 @@ def inspect(path: Path, samples: int, seed: int, console: Console) -> None:
     data, summary = path / DATA_FILE, path / SUMMARY_FILE
     if not data.exists() or not summary.exists():
         raise UserError(f"{path}: not a goodprior dataset (needs {DATA_FILE} and {SUMMARY_FILE})")
-    info = json.loads(summary.read_text())
+    info = _read_json(summary)
+    missing = [k for k in SUMMARY_KEYS if k not in info] if isinstance(info, dict) else ["(a JSON object)"]
+    if missing:
+        raise UserError(f"{summary}: not a goodprior dataset summary (missing {', '.join(missing)})")
+    rows = data.read_bytes().splitlines()
+    picked = random.Random(seed).sample(range(len(rows)), min(samples, len(rows)))
+    examples = {n: _read_example(data, n + 1, rows[n]) for n in picked}  # checked before anything is printed
     console.print(summary_table([info]))
     console.print(f"recipe {info['recipe']}, spec {info['spec']}, generator {info['generator']}, seed {info['seed']}, "
                   f"tokenizer {info['tokenizer']}; principles: {', '.join(info['stats']['principles'])}")
-    rows = data.read_text(encoding="utf-8").splitlines()
-    for line in random.Random(seed).sample(rows, min(samples, len(rows))):
-        row = json.loads(line)
+    for n in picked:
+        row = examples[n]
         console.rule(f"example {row['meta']['index']}  plan {row['meta']['plan'][:110]}")
         if "text" in row:
             console.print(row["text"], markup=False, highlight=False)
         else:
             for m in row["messages"]:
-                console.print(f"[bold]{m['role']}:[/]")
+                console.print(f"{m['role']}:", style="bold", markup=False)
                 console.print(m.get("content") or "", markup=False, highlight=False)
                 for call in m.get("tool_calls") or []:
                     console.print(f"  -> {call['function']['name']}({call['function']['arguments']})", markup=False,

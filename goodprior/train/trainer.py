@@ -24,9 +24,9 @@ DONE_FILE = "train_summary.json"
 
 
 def model_path(model: str) -> str:
-    from goodprior.models import embedded
+    from goodprior.models import resolve_model_path
 
-    return str(embedded.materialize()) if model == embedded.NAME else model
+    return resolve_model_path(model)
 
 
 def last_checkpoint(out: Path) -> str | None:
