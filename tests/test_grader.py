@@ -96,6 +96,7 @@ def test_formats_mix_in_one_reply():
     ("<tool_use:fax>\nto: 1\n</tool_use:fax>", "none of the offered tools"),
     ("send_email(to=open('x').read())", "not literals"),
     ("send_email(to='a', body='unterminated", "never close"),
+    ('{"name": "send_email", "arguments": {"to": "r@x"\nresending: {"name": "send_email", "arguments": {"to": "m"}}', "never closes"),
 ])
 def test_unreadable_calls_are_problems(text, reason):
     assert any(reason in p for p in parse_tool_calls(text, TOOLS).problems), parse_tool_calls(text, TOOLS)

@@ -248,12 +248,19 @@ def _json_calls(text: str, tools: ToolSpec, found: _Found) -> None:
         if not found.covered(start) and not found.claimed_within(start, end) and _has_markers(text[start:end], tools):
             found.problems.append(f"a JSON call object that is not valid JSON (at character {start})")
             found.claim(start, end)
-    # An object that never closes (a reply cut off mid-call): the first unclosed brace after the last object read.
-    last_read = max((e for _, e in found.spans), default=0)
-    after = [u for u in unclosed if u >= last_read]
-    if after and _has_markers(text[after[0]:], tools):
-        found.problems.append(f"a JSON call object that never closes (truncated reply? at character {after[0]})")
-        found.claim(after[0], len(text))
+    # An object that never closes (a reply cut off mid-call, or abandoned before another call): the outermost
+    # unclosed brace of each stretch between the objects read, if that stretch holds call markers.
+    boundaries = sorted(a for a, _ in found.spans + found.other)
+    checked: set[int] = set()
+    for start in unclosed:  # ascending: a stack of open braces
+        region = bisect.bisect_right(boundaries, start)
+        if region in checked or found.covered(start) or found.in_other_json(start):
+            continue
+        checked.add(region)
+        stop = boundaries[region] if region < len(boundaries) else len(text)
+        if _has_markers(text[start:stop], tools):
+            found.problems.append(f"a JSON call object that never closes (cut off or abandoned, at character {start})")
+            found.claim(start, stop)
 
 
 # --- markup formats ---------------------------------------------------------------------------------------------
