@@ -82,8 +82,8 @@ def refuse_stale(db: RunDB, eval_id: str, record: dict, library: Library, what: 
         return
     old = json.loads(rows[0]["config"])
     for fid, sha in record.get("family_sha256", {}).items():
-        before = (old.get("family_sha256") or {}).get(fid)
-        if fid in (old.get("families") or {}) and before != sha:
+        before = (old.get("family_sha256") or {}).get(fid)  # None: a record older than content hashes
+        if before is not None and before != sha:
             name = library.sources[fid].name if fid in library.sources else fid
             same = (old.get("families") or {}).get(fid) == record["families"].get(fid)
             hint = "bump its version or use a new --out" if same else "its version changed too; use a new --out"
