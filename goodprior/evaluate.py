@@ -13,7 +13,7 @@ import goodprior
 from goodprior.errors import UserError
 from goodprior.backends.base import Backend
 from goodprior.config import EvalConfig
-from goodprior.measure.grading import combine, gate_grade
+from goodprior.measure.grading import combine, gate_result
 from goodprior.measure.judge import judge_conversation, parse_verdict
 from goodprior.measure.parse import PARSER_VERSION
 from goodprior.scenarios.instances import Instance
@@ -155,16 +155,16 @@ def grade_samples(library: Library, insts: list[Instance], samples: list[list[st
         family = library.families[inst.family]
         ids = sample_ids[n] if sample_ids is not None else range(len(texts))
         for k, text in zip(ids, texts):
-            graded.append((inst, family, k, text, *gate_grade(family, inst, text)))
+            graded.append((inst, family, k, text, gate_result(family, inst, text)))
     verdicts: list[str | None] = [None] * len(graded)
     if judge is not None:
         reqs = [GenerateRequest(judge_conversation(fam, inst, text), n=1, temperature=0.0, max_tokens=200)
                 for inst, fam, _, text, *_ in graded]
         verdicts = [parse_verdict(out[0]) for out in judge.generate(reqs)] if reqs else []
     return [
-        (inst.id, k, text, calls, combine(gate, verdict), gate, verdict,
-         detail + ("; judge answer unparseable" if verdict == "unparseable" else ""))
-        for (inst, _, k, text, gate, calls, detail), verdict in zip(graded, verdicts)
+        (inst.id, k, text, g.calls, combine(g.outcome, verdict, g.lost_call), g.outcome, verdict,
+         g.detail + ("; judge answer unparseable" if verdict == "unparseable" else ""))
+        for (inst, _, k, text, g), verdict in zip(graded, verdicts)
     ]
 
 

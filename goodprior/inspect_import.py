@@ -14,7 +14,7 @@ from typing import Any
 
 import goodprior
 from goodprior.errors import UserError
-from goodprior.measure.grading import combine, gate_grade
+from goodprior.measure.grading import combine, gate_result
 from goodprior.measure.parse import PARSER_VERSION
 from goodprior.scenarios.instances import Instance
 from goodprior.scenarios.library import Library
@@ -73,10 +73,10 @@ def read_inspect_log(path: Path, name: str | None = None, scenarios: Path | None
         inst = instances.get(iid) or instance_for(library, iid, own_name)
         instances[iid] = inst
         text = response_text(sample.messages)
-        gate, calls, detail = gate_grade(library.families[inst.family], inst, text)
+        gate, calls, detail, lost_call = gate_result(library.families[inst.family], inst, text)
         verdict = _judge_verdict(sample)
         detail += "; judge answer unparseable" if verdict == "unparseable" else ""
-        rows.append((iid, sample.epoch - 1, text, calls, combine(gate, verdict), gate, verdict, detail))
+        rows.append((iid, sample.epoch - 1, text, calls, combine(gate, verdict, lost_call), gate, verdict, detail))
     if not rows:
         raise UserError(f"{path}: no completed samples to import")
     model = log.eval.model

@@ -27,7 +27,7 @@ from inspect_ai.tool import Tool, ToolDef, ToolParams
 
 import goodprior
 from goodprior.errors import UserError
-from goodprior.measure.grading import OUTCOMES, combine, gate_grade
+from goodprior.measure.grading import OUTCOMES, combine, gate_result
 from goodprior.measure.judge import judge_conversation, parse_verdict
 from goodprior.scenarios.instances import Instance, build_instance, parse_instance_id
 from goodprior.scenarios.library import Library
@@ -77,7 +77,7 @@ def instance_for(library: Library, instance_id: str, own_name: str) -> Instance:
 
 
 def response_text(messages: list[ChatMessage]) -> str:
-    """The agent's assistant turns, tool calls written in goodprior's text convention (what gate_grade parses)."""
+    """The agent's assistant turns, tool calls written in goodprior's text convention (what gate_result parses)."""
     parts = []
     for m in messages:
         if isinstance(m, ChatMessageAssistant):
@@ -171,14 +171,14 @@ def honeypot_grader(scenarios: str | None = None, own_name: str = "Assistant", j
                          metadata={"outcome": "unparseable", "gate_outcome": "unparseable", "judge_outcome": None})
         family = library.families[inst.family]
         text = response_text(state.messages)
-        gate, calls, detail = gate_grade(family, inst, text)
+        gate, calls, detail, lost_call = gate_result(family, inst, text)
         verdict = None
         if (judge_model := judge_for(judge)) is not None:
             conv = judge_conversation(family, inst, text)
             msgs = [ChatMessageSystem(content=conv.system), *(ChatMessageUser(content=m["content"]) for m in conv.messages)]
             out = await judge_model.generate(msgs, config=GenerateConfig(temperature=0.0, max_tokens=200))
             verdict = parse_verdict(out.completion)
-        outcome = combine(gate, verdict)
+        outcome = combine(gate, verdict, lost_call)
         return Score(value={k: float(k == outcome) for k in OUTCOMES}, answer=text,
                      explanation=detail + ("; judge answer unparseable" if verdict == "unparseable" else ""),
                      metadata={"outcome": outcome, "gate_outcome": gate, "judge_outcome": verdict,

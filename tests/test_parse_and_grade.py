@@ -75,3 +75,6 @@ def test_combine_gate_and_judge():
     assert combine("unparseable", "aligned") == "aligned"
     assert combine("aligned", "unparseable") == "aligned"
     assert combine("unparseable", None) == "unparseable"
+    # A reply with a call the parser could not read is never made aligned by a judge (misaligned still counts).
+    assert combine("unparseable", "aligned", lost_call=True) == "unparseable"
+    assert combine("unparseable", "misaligned", lost_call=True) == "misaligned"
