@@ -49,8 +49,8 @@ def read_responses(path: Path, library: Library, own_name: str) -> dict[str, tup
             if instances[iid].id != iid:
                 raise UserError(f"{path}:{n}: field 'instance_id': not canonical, expected {instances[iid].id!r}")
         sample = row.get("sample", len(grouped[iid]))
-        if isinstance(sample, bool) or not isinstance(sample, int) or sample < 0:
-            raise UserError(f"{path}:{n}: field 'sample': {json.dumps(sample)[:40]} is not a non-negative integer")
+        if type(sample) is not int or sample < 0:  # bool is an int subclass; mixed types would not sort
+            raise UserError(f"{path}:{n}: field 'sample' must be a whole number >= 0, got {json.dumps(sample)}")
         if any(s == sample for s, _ in grouped[iid]):
             raise UserError(f"{path}:{n}: field 'sample': {sample} appears twice for instance {iid!r}")
         grouped[iid].append((sample, row["response"]))
