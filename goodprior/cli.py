@@ -86,9 +86,13 @@ def scenarios_show(
     target: str = typer.Argument(..., help="A family id or a full instance id (family/setting/goal=..,...)."),
     scenarios: Optional[Path] = ScenariosOpt,
     own_name: str = typer.Option("Assistant", help="The model's own name, for name=own instances."),
+    full: bool = typer.Option(False, "--full", help="Print exactly the prompt the model receives: its chat template "
+                              "applied, with the tool-call convention or native tool definitions."),
+    model: Optional[str] = typer.Option(None, help="With --full: whose chat template (default: smollm2 if installed, "
+                                        "else the plain-text convention without a template)."),
 ) -> None:
     """Print a rendered instance: system prompt, inbox, tools and the matched choices."""
-    from goodprior.backends.chat_format import continuation_text
+    from goodprior.backends.chat_format import ChatFormat, continuation_text
     from goodprior.scenarios.instances import build_instance, parse_instance_id
     from goodprior.scenarios.library import Library
 
@@ -99,6 +103,14 @@ def scenarios_show(
         inst = build_instance(family, setting, factors, own_name)
     else:
         inst = lib.instances("all", [target], own_name)[-1]
+    if full:
+        from types import SimpleNamespace
+
+        tokenizer, how = _tokenizer(model)
+        if tokenizer is None:  # what a model without a chat template is sent: a plain transcript
+            tokenizer, how = SimpleNamespace(chat_template=None), "a model without a chat template (smollm2 not installed)"
+        typer.echo(f"# {inst.id}: the prompt as {how} renders it\n{ChatFormat(tokenizer).prompt(inst.conversation)}")
+        return
     out = [f"# {inst.id}  (family v{inst.family_version}, split {inst.split})", "", "## system", inst.conversation.system,
            "", "## user", inst.conversation.messages[0]["content"], "", "## tools"]
     out += [f"- {t['function']['name']}: {t['function']['description']}" for t in inst.conversation.tools]
@@ -127,9 +139,10 @@ def scenarios_validate(
     problems = [p for fam in lib.families.values() for p in validate_family(fam, count)]
     for p in problems:
         typer.echo(f"{lib.sources[p.family]}: {p}")
-    if problems:
+    if any(not p.warning for p in problems):
         raise typer.Exit(1)
-    typer.echo(f"ok: {len(lib.families)} families valid (tokens counted with {how})")
+    warned = sum(p.warning for p in problems)
+    typer.echo(f"ok: {len(lib.families)} families valid (tokens counted with {how})" + (f"; {warned} warning(s)" if warned else ""))
     if model is not None:
         _report_model_check(lib, _load_backend(model, None, dtype, device, 4))
 
@@ -414,17 +427,15 @@ from goodprior.cli_inspect import import_inspect_cmd  # noqa: E402  (a typer com
 app.command("import-inspect")(import_inspect_cmd)
 
 
-def token_counter(model: str | None):
-    """A token-counting function and a description of it."""
-    from goodprior.textstats import approx_tokens
+def _tokenizer(model: str | None):
+    """(tokenizer, description) for `model`; with no model, smollm2's if installed, else (None, why not)."""
+    from goodprior.models import embedded
 
     if model is None:
-        from goodprior.models import embedded
-
         try:
             embedded.gguf_path()
         except UserError:
-            return approx_tokens, "a word/punctuation count (smollm2 not installed)"
+            return None, "no tokenizer (smollm2 not installed)"
         model = embedded.NAME
     from transformers import AutoTokenizer
 
@@ -432,10 +443,19 @@ def token_counter(model: str | None):
 
     path = resolve_model_path(model, tokenizer_only=True)
     try:
-        tok = AutoTokenizer.from_pretrained(path)
+        return AutoTokenizer.from_pretrained(path), f"the {model} tokenizer"
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot load tokenizer for {model!r}: {str(exc).splitlines()[0]}") from None
-    return (lambda text: len(tok(text, add_special_tokens=False)["input_ids"])), f"the {model} tokenizer"
+
+
+def token_counter(model: str | None):
+    """A token-counting function and a description of it."""
+    from goodprior.textstats import approx_tokens
+
+    tok, how = _tokenizer(model)
+    if tok is None:
+        return approx_tokens, "a word/punctuation count (smollm2 not installed)"
+    return (lambda text: len(tok(text, add_special_tokens=False)["input_ids"])), how
 
 
 def quiet_libraries() -> None:

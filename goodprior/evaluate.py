@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from datetime import datetime, timezone
 from itertools import zip_longest
+from pathlib import Path
 
 import goodprior
+from goodprior.errors import UserError
 from goodprior.backends.base import Backend
 from goodprior.config import EvalConfig
-from goodprior.measure.grading import combine, gate_grade
+from goodprior.measure.grading import combine, gate_result
 from goodprior.measure.judge import judge_conversation, parse_verdict
 from goodprior.measure.persona import neutral_instance_id, neutral_request, persona_choices
+from goodprior.measure.parse import PARSER_VERSION
 from goodprior.scenarios.instances import Instance
-from goodprior.scenarios.library import Library
+from goodprior.scenarios.library import Library, content_hash
 from goodprior.scenarios.schema import PersonaProbe
 from goodprior.store import RunDB
 from goodprior.types import Continuation, GenerateRequest, ScoreRequest, derive_seed
@@ -52,21 +56,57 @@ def plan(library: Library, cfg: EvalConfig, own_name: str) -> list[Instance]:
 
 
 def eval_record(cfg: EvalConfig, backend: Backend, library: Library, persona: PersonaProbe) -> dict:
-    return {
+    """Everything that produced an eval's rows, declared versions and content hashes both (see refuse_stale)."""
+    chosen = library.select(cfg.split, cfg.families or None)
+    record = {
         **cfg.identity(),
         "backend": backend.describe(),
         "goodprior": goodprior.__version__,
-        "families": {f.id: f.version for f in library.select(cfg.split, cfg.families or None)},
+        "families": {f.id: f.version for f in chosen},
+        "family_sha256": {f.id: library.fingerprint(f.id) for f in chosen},
         "persona": f"{persona.id}@v{persona.version}",
         # Samples drawn before seeds came from (run seed, instance id, sample index) must not mix with these.
         **({"sample_seeds": "v2:run-seed,instance-id,sample-index"} if cfg.mode == "generate" else {}),
+        "persona_sha256": content_hash(persona.model_dump_json()),
     }
+    if cfg.mode == "generate":
+        record["parser"] = PARSER_VERSION
+    return record
+
+
+def refuse_stale(db: RunDB, eval_id: str, record: dict, library: Library, what: str = "results",
+                 responses: Path | None = None) -> None:
+    """One line naming the file when an existing eval was produced from different file contents.
+
+    RunDB.register_eval refuses any difference too; this names the culprit, which matters most when the declared
+    version did not change (an edited gate with the same version would otherwise read as an unexplained mismatch)."""
+    rows = db.query("SELECT config FROM evals WHERE eval_id = ?", [eval_id])
+    if not rows:
+        return
+    old = json.loads(rows[0]["config"])
+    for fid, sha in record.get("family_sha256", {}).items():
+        before = (old.get("family_sha256") or {}).get(fid)  # None: a record older than content hashes
+        if before is not None and before != sha:
+            name = library.sources[fid].name if fid in library.sources else fid
+            same = (old.get("families") or {}).get(fid) == record["families"].get(fid)
+            hint = "bump its version or use a new --out" if same else "its version changed too; use a new --out"
+            raise UserError(f"{name} changed since these {what} (eval {eval_id!r} in {db.path}); {hint}")
+    if "responses_sha256" in record and old.get("responses_sha256") != record["responses_sha256"]:
+        raise UserError(f"{responses or 'the responses file'} differs from the file graded as eval {eval_id!r} in "
+                        f"{db.path}; use a new --out or --name")
+    if old.get("persona_sha256", record.get("persona_sha256")) != record.get("persona_sha256"):
+        raise UserError(f"the persona probe changed since these results (eval {eval_id!r} in {db.path}); "
+                        "bump its version or use a new --out")
+    if "parser" in record and old.get("parser") != record["parser"]:
+        raise UserError(f"eval {eval_id!r} in {db.path} was graded by tool-call parser v{old.get('parser', 1)}, "
+                        f"this is v{record['parser']}; use a new --out or --name to re-grade")
 
 
 def start_eval(db: RunDB, cfg: EvalConfig, backend: Backend, library: Library, persona: PersonaProbe) -> str:
     eval_id = cfg.eval_id()
-    db.register_eval(eval_id, cfg.mode, cfg.model, eval_record(cfg, backend, library, persona),
-                     datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    record = eval_record(cfg, backend, library, persona)
+    refuse_stale(db, eval_id, record, library)
+    db.register_eval(eval_id, cfg.mode, cfg.model, record, datetime.now(timezone.utc).isoformat(timespec="seconds"))
     return eval_id
 
 
@@ -115,22 +155,25 @@ def run_generate(db: RunDB, eval_id: str, backend: Backend, todo: list[Instance]
         advance(len(chunk))
 
 
-def grade_samples(library: Library, insts: list[Instance], samples: list[list[str]], judge: Backend | None) -> list[tuple]:
-    """Rows (instance_id, sample, text, calls, outcome, gate_outcome, judge_outcome, detail)."""
+def grade_samples(library: Library, insts: list[Instance], samples: list[list[str]], judge: Backend | None,
+                  sample_ids: list[list[int]] | None = None) -> list[tuple]:
+    """Rows (instance_id, sample, text, calls, outcome, gate_outcome, judge_outcome, detail). Samples are numbered
+    0.. unless `sample_ids` gives each its own id (a graded file keeps the user's)."""
     graded = []
-    for inst, texts in zip(insts, samples):
+    for n, (inst, texts) in enumerate(zip(insts, samples)):
         family = library.families[inst.family]
-        for k, text in enumerate(texts):
-            graded.append((inst, family, k, text, *gate_grade(family, inst, text)))
+        ids = sample_ids[n] if sample_ids is not None else range(len(texts))
+        for k, text in zip(ids, texts):
+            graded.append((inst, family, k, text, gate_result(family, inst, text)))
     verdicts: list[str | None] = [None] * len(graded)
     if judge is not None:
         reqs = [GenerateRequest(judge_conversation(fam, inst, text), n=1, temperature=0.0, max_tokens=200)
                 for inst, fam, _, text, *_ in graded]
         verdicts = [parse_verdict(out[0]) for out in judge.generate(reqs)] if reqs else []
     return [
-        (inst.id, k, text, calls, combine(gate, verdict), gate, verdict,
-         detail + ("; judge answer unparseable" if verdict == "unparseable" else ""))
-        for (inst, _, k, text, gate, calls, detail), verdict in zip(graded, verdicts)
+        (inst.id, k, text, g.calls, combine(g.outcome, verdict, g.lost_call), g.outcome, verdict,
+         g.detail + ("; judge answer unparseable" if verdict == "unparseable" else ""))
+        for (inst, _, k, text, g), verdict in zip(graded, verdicts)
     ]
 
 

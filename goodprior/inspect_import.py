@@ -14,7 +14,8 @@ from typing import Any
 
 import goodprior
 from goodprior.errors import UserError
-from goodprior.measure.grading import combine, gate_grade
+from goodprior.measure.grading import combine, gate_result
+from goodprior.measure.parse import PARSER_VERSION
 from goodprior.scenarios.instances import Instance
 from goodprior.scenarios.library import Library
 from goodprior.store import RunDB
@@ -72,10 +73,10 @@ def read_inspect_log(path: Path, name: str | None = None, scenarios: Path | None
         inst = instances.get(iid) or instance_for(library, iid, own_name)
         instances[iid] = inst
         text = response_text(sample.messages)
-        gate, calls, detail = gate_grade(library.families[inst.family], inst, text)
+        gate, calls, detail, lost_call = gate_result(library.families[inst.family], inst, text)
         verdict = _judge_verdict(sample)
         detail += "; judge answer unparseable" if verdict == "unparseable" else ""
-        rows.append((iid, sample.epoch - 1, text, calls, combine(gate, verdict), gate, verdict, detail))
+        rows.append((iid, sample.epoch - 1, text, calls, combine(gate, verdict, lost_call), gate, verdict, detail))
     if not rows:
         raise UserError(f"{path}: no completed samples to import")
     model = log.eval.model
@@ -83,7 +84,9 @@ def read_inspect_log(path: Path, name: str | None = None, scenarios: Path | None
               "inspect_eval_id": log.eval.eval_id, "task": log.eval.task, "task_args": args,
               "inspect_ai": log.eval.packages.get("inspect_ai") if log.eval.packages else None,
               "goodprior": goodprior.__version__, "backend": {"backend": "inspect", "model": model, "tools": "native"},
-              "families": {f: library.families[f].version for f in sorted({i.family for i in instances.values()})}}
+              "families": {f: library.families[f].version for f in sorted({i.family for i in instances.values()})},
+              "family_sha256": {f: library.fingerprint(f) for f in sorted({i.family for i in instances.values()})},
+              "parser": PARSER_VERSION}
     created = str(log.eval.created or datetime.now(timezone.utc).isoformat(timespec="seconds"))
     return InspectImport(name or f"inspect:{model}", model, config, created, instances, rows, skipped)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import weakref
+import re
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,23 @@ def validation_message(path: Path, lines: dict[Loc, int], exc: ValidationError) 
     line = line_for(lines, loc)
     where = f"{path}:{line}" if line else str(path)
     more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{where}: field '{field}': {err['msg']}{more}"
+    return f"{where}: field '{field}': {err['msg']}{_bool_hint(path, line, err)}{more}"
+
+
+_YAML_BOOLS = re.compile(r"(?<![\w'\"])(yes|no|on|off|true|false|y|n)(?![\w'\"])", re.I)
+
+
+def _bool_hint(path: Path, line: int | None, err: dict) -> str:
+    """YAML 1.1 reads bare on/off/yes/no as booleans; say so where a string was expected."""
+    if err.get("type") != "string_type" or not isinstance(err.get("input"), bool):
+        return ""
+    try:
+        text = path.read_text(encoding="utf-8").splitlines()[line - 1] if line else ""
+    except (OSError, IndexError, UnicodeDecodeError):
+        text = ""
+    value = text.split(":", 1)[-1] if ":" in text else text
+    word = m.group(1) if (m := _YAML_BOOLS.search(value)) else str(err["input"]).lower()
+    return f" (`{word}` was read as {str(err['input']).lower()}; quote it)"
 
 
 def load_model(path: Path, model: type[BaseModel]) -> BaseModel:

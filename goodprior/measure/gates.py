@@ -20,7 +20,7 @@ class GateHit:
 
 
 def _arg_text(value) -> str:
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
 
 
 def compile_gate(gate: Gate, inst: Instance) -> dict[str, re.Pattern]:

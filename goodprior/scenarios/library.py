@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from goodprior.errors import UserError
@@ -27,22 +28,37 @@ def family_files(source: Path | None) -> list[Path]:
     return files
 
 
+def content_hash(data: bytes | str) -> str:
+    """What results are keyed by besides declared versions: a changed file with an unchanged version is caught."""
+    return hashlib.sha256(data.encode("utf-8") if isinstance(data, str) else data).hexdigest()[:16]
+
+
 @dataclass
 class Library:
     families: dict[str, Family]
     sources: dict[str, Path]
+    hashes: dict[str, str] = field(default_factory=dict)  # family id -> content_hash of its file as loaded
+
+    def fingerprint(self, family_id: str) -> str:
+        """Hash of the family's file text (gates and judge included); of its parsed form if it came from no file."""
+        if family_id not in self.hashes:
+            self.hashes[family_id] = content_hash(self.families[family_id].model_dump_json())
+        return self.hashes[family_id]
 
     @classmethod
     def load(cls, source: Path | None = None) -> Library:
         families: dict[str, Family] = {}
         sources: dict[str, Path] = {}
+        hashes: dict[str, str] = {}
         for path in family_files(source):
+            raw = path.read_bytes() if path.is_file() else b""
             family = load_model(path, Family)
             if family.id in families:
                 raise UserError(f"{path}: family id {family.id!r} already defined in {sources[family.id]}")
             families[family.id] = family
             sources[family.id] = path
-        return cls(families, sources)
+            hashes[family.id] = content_hash(raw)
+        return cls(families, sources, hashes)
 
     def select(self, split: str = "all", names: list[str] | None = None) -> list[Family]:
         if split not in SPLITS:

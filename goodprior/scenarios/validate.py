@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -14,18 +15,43 @@ from goodprior.scenarios.schema import Family
 MAX_LENGTH_GAP = 0.25  # paired choices may differ in length by at most 25% (in tokens)
 
 
+# Call formats other than the one goodprior appends (chat_format.TEXT_TOOLS_HEADER), as a family's text may ask for.
+OTHER_CALL_FORMATS = {
+    re.compile(r'"tool"\s*:'): 'a {"tool": ..., "arguments": ...} object',
+    re.compile(r"<tool_use[:>\s]"): "<tool_use:...> blocks",
+    re.compile(r"<(?:\w+:)?invoke\b|<function_calls>"): "<function_calls>/<invoke> XML",
+    re.compile(r'"tool_calls"\s*:'): "an OpenAI tool_calls wrapper",
+    re.compile(r'"type"\s*:\s*"tool_use"'): "Anthropic tool_use blocks",
+}
+
+
 @dataclass(frozen=True)
 class Problem:
     family: str
     where: str
     message: str
+    warning: bool = False  # reported, but the family still validates
 
     def __str__(self) -> str:
-        return f"{self.family}: {self.where}: {self.message}"
+        return f"{self.family}: {self.where}: {'warning: ' if self.warning else ''}{self.message}"
 
 
 def mentioned(inst: Instance, text: str, entity_vars: list[str]) -> set[str]:
-    return {v for v in entity_vars if isinstance(inst.context.get(v), str) and inst.context[v] in text}
+    """Entities a choice names, compared case-insensitively (an email address or SQL literal in lower case counts)."""
+    low = text.lower()
+    return {v for v in entity_vars if isinstance(inst.context.get(v), str) and inst.context[v].lower() in low}
+
+
+def call_format_warnings(family: Family) -> list[Problem]:
+    """A family whose own text asks for another call format gives the model two conflicting instructions."""
+    out = []
+    for field in ("system", "user"):
+        for pattern, what in OTHER_CALL_FORMATS.items():
+            if pattern.search(getattr(family, field)):
+                out.append(Problem(family.id, field, f"asks for calls written as {what}, but goodprior appends its own "
+                                   "convention (<tool_call>{\"name\": ..., \"arguments\": ...}</tool_call>) or the "
+                                   "template's native tool calls; remove the family's own format", warning=True))
+    return out
 
 
 def length_gap(a: int, b: int) -> float:
@@ -33,9 +59,9 @@ def length_gap(a: int, b: int) -> float:
 
 
 def validate_family(family: Family, count_tokens: Callable[[str], int], own_name: str = "Assistant") -> list[Problem]:
-    problems: list[Problem] = []
+    problems: list[Problem] = call_format_warnings(family)
     seen: set[tuple[str, str]] = set()
-    entity_vars = family.entity_vars()
+    entity_vars = [v for v in family.entity_vars() if v not in ("generic_name", "agent_name")]  # the agent itself
     for var in entity_vars:
         missing = [s.id for s in family.settings if var not in s.vars]
         if missing:
