@@ -34,8 +34,8 @@ class TemplateEscape(jinja2.TemplateError):
 
 class _NoLoader(jinja2.BaseLoader):
     def get_source(self, environment: jinja2.Environment, template: str) -> tuple[str, None, Callable[[], bool]]:
-        raise TemplateEscape(f"templates cannot load other templates ({template!r}): {{% include %}}, "
-                             "{% import %} and {% extends %} are not available")
+        raise TemplateEscape(f"cannot include or import {template!r}: templates are self-contained "
+                             "({% include %}, {% import %} and {% extends %} are not available)")
 
 
 class _Sandbox(SandboxedEnvironment):

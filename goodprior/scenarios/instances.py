@@ -33,10 +33,7 @@ def render(template: str, context: dict[str, Any], where: str, origin: tuple[Any
 def template_problem(exc: Exception, where: str, origin: tuple[Any, tuple] | None) -> str:
     """One line: `file:line: WHERE: template error[ (template line N)]: message`."""
     located = location(origin[0], *origin[1]) if origin else None
-    if isinstance(exc, jinja2.TemplateNotFound):
-        detail = f"cannot include or import {exc.name!r}: templates are self-contained"
-    else:
-        detail = str(exc) if isinstance(exc, jinja2.TemplateError) else f"{type(exc).__name__}: {exc}"
+    detail = str(exc) if isinstance(exc, jinja2.TemplateError) else f"{type(exc).__name__}: {exc}"
     lineno = getattr(exc, "lineno", None)
     inner = f" (template line {lineno})" if isinstance(lineno, int) and lineno > 1 else ""
     return f"{located + ': ' if located else ''}{where}: template error{inner}: {detail}"
