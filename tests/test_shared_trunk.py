@@ -7,24 +7,8 @@ from goodprior.backends.hf import HFBackend, attach_adapter
 from goodprior.backends.shared_trunk import BASELINE, SharedTrunk
 from goodprior.scenarios.library import Library
 from goodprior.types import ScoreRequest
+from tiny import tiny_lora_adapter as make_adapter
 from tiny import tiny_model, tiny_tokenizer
-
-TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-
-
-def make_adapter(folder, layers, seed, vocab):
-    """A LoRA adapter on the tiny model with random non-zero weights (PEFT initialises B to zero otherwise)."""
-    from peft import LoraConfig, get_peft_model
-
-    torch.manual_seed(seed)
-    peft = get_peft_model(tiny_model(vocab), LoraConfig(r=4, lora_alpha=8, target_modules=TARGETS,
-                                                        layers_to_transform=layers, init_lora_weights=False))
-    with torch.no_grad():
-        for name, p in peft.named_parameters():
-            if "lora_" in name:
-                p.normal_(0, 0.3)
-    peft.save_pretrained(folder)
-    return str(folder)
 
 
 def requests(n=3):
