@@ -146,7 +146,11 @@ class SharedTrunk:
         split = min(lowest.values(), default=len(layers))
         tops = {}
         for adapter in lowest:
-            clone = merged_clone(model, adapter, split) if merged else unmerged_clone(model, adapter)
+            try:
+                clone = merged_clone(model, adapter, split) if merged else unmerged_clone(model, adapter)
+            except (RuntimeError, ValueError, KeyError) as exc:  # shapes of another base model
+                alone[adapter] = f"it does not fit ({str(exc).strip().splitlines()[0][:160]})"
+                continue
             tops[adapter] = decoder_layers(clone)[split:]
         return cls(backend, split, tops), alone
 
