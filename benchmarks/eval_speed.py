@@ -139,7 +139,7 @@ def main() -> None:
 def random_adapters(backend: HFBackend, n: int, top_k: int, folder: str) -> list[str]:
     """n LoRA adapters (goodprior's default rank and modules) on the top `top_k` layers, random non-zero weights:
     speed does not depend on what they learnt."""
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
 
     from goodprior.train.config import TrainConfig
     from goodprior.train.trainer import lora_config
@@ -178,18 +178,19 @@ def compare_shared_trunk(backend: HFBackend, batches: list, args, sync) -> None:
                                    dtype=backend.dtype, batch_size=args.batch) for a in adapters]
     arms = [BASELINE, *adapters]
 
-    def separately():
-        return [[be.score_encoded(b) for b in batches] for be in alone]
+    last: dict[str, list] = {}  # each contender's scores from its last round, for the exactness check
 
-    def shared(trunk):
+    def separately():
+        last["separately"] = [[be.score_encoded(b) for b in batches] for be in alone]
+
+    def shared(trunk, name):
         def run():
-            return [trunk.score_tree(b, arms) for b in batches]
+            last[name] = [trunk.score_tree(b, arms) for b in batches]
         return run
 
-    times = interleaved({"separately": separately, "shared, merged top layers": shared(merged),
-                         "shared, unmerged LoRA": shared(unmerged)}, args.repeats, sync)
-    sep = separately()
-    one = shared(merged)()
+    times = interleaved({"separately": separately, "shared, merged top layers": shared(merged, "merged"),
+                         "shared, unmerged LoRA": shared(unmerged, "unmerged")}, args.repeats, sync)
+    sep, one = last["separately"], last["merged"]
     gap = max(abs(s.logprob - t) for a, arm in enumerate(arms) for b, batch in enumerate(batches)
               for row, sums in zip(sep[a][b], _rows(batch, one[b][arm])) for s, t in zip(row, sums))
     n = sum(len(b) for b in batches)
