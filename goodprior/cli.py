@@ -147,14 +147,15 @@ def eval_cmd(
         raise UserError(f"option --{str(err['loc'][0]).replace('_', '-')}: {err['msg']}") from None
     library = Library.load(Path(cfg.scenarios) if cfg.scenarios else None)
     library.select(cfg.split, cfg.families or None)  # fail on unknown families before loading a model
+    # Models load before the run folder is created: a model that does not load leaves nothing behind.
+    backend = _load_backend(cfg.model, None if several else cfg.adapter, cfg.dtype, cfg.device, cfg.batch_size)
     judge_backend = _load_backend(cfg.judge, None, cfg.dtype, cfg.device, cfg.batch_size) if cfg.judge else None
     db = RunDB(out / "results.sqlite")
     if several:
         cfgs = [cfg.model_copy(update={"adapter": a}) for a in ([None] if baseline else []) + adapters]
-        eval_ids = run_eval_many(db, cfgs, library, load_persona(), judge=judge_backend)
+        eval_ids = run_eval_many(db, cfgs, library, load_persona(), judge=judge_backend, base=backend)
         _show_and_export(out, db, eval_ids)
         return
-    backend = _load_backend(cfg.model, cfg.adapter, cfg.dtype, cfg.device, cfg.batch_size)
     eval_id = run_eval(db, cfg, backend, library, load_persona(), judge=judge_backend)
     _show_and_export(out, db, [eval_id])
 

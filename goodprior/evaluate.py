@@ -147,7 +147,8 @@ def run_eval(db: RunDB, cfg: EvalConfig, backend: Backend, library: Library, per
 
 
 def run_eval_many(db: RunDB, cfgs: list[EvalConfig], library: Library, persona: PersonaProbe,
-                  progress: Callable | None = None, judge: Backend | None = None) -> list[str]:
+                  progress: Callable | None = None, judge: Backend | None = None,
+                  base: Backend | None = None) -> list[str]:
     """Evaluate several configurations into one run database, each as `run_eval` would (same tables, rows and
     eval ids); returns the eval ids in `cfgs` order. Safe to call again after an interruption.
 
@@ -155,7 +156,11 @@ def run_eval_many(db: RunDB, cfgs: list[EvalConfig], library: Library, persona: 
     the instances: the base model is loaded once, and the layers below every adapter run once per batch
     (backends/shared_trunk.py). Each (batch, eval) is saved in its own transaction. Anything else (generate mode,
     remote models, adapters that change lower layers) is evaluated on its own, with one line on stderr saying why.
+    `base`: the configurations' model already loaded without adapter (with their dtype and device), to reuse.
     """
+    def base_fits(cfg: EvalConfig) -> bool:
+        return base is not None and (cfg.model, cfg.dtype, cfg.device) == (cfgs[0].model, cfgs[0].dtype, cfgs[0].device)
+
     ids = [c.eval_id() for c in cfgs]
     twice = sorted({i for i in ids if ids.count(i) > 1})
     if twice:
@@ -166,17 +171,18 @@ def run_eval_many(db: RunDB, cfgs: list[EvalConfig], library: Library, persona: 
         groups.setdefault(key, []).append(cfg)
     for group in groups.values():
         if len(group) == 1:
-            _run_alone(db, group[0], library, persona, progress, judge)
+            _run_alone(db, group[0], library, persona, progress, judge,
+                       base if group[0].adapter is None and base_fits(group[0]) else None)
         else:
-            _run_shared(db, group, library, persona, progress)
+            _run_shared(db, group, library, persona, progress, base if base_fits(group[0]) else None)
     return ids
 
 
 def _run_alone(db: RunDB, cfg: EvalConfig, library: Library, persona: PersonaProbe, progress: Callable | None,
-               judge: Backend | None) -> str:
+               judge: Backend | None, loaded: Backend | None = None) -> str:
     from goodprior.backends import load_backend
 
-    backend = load_backend(cfg.model, adapter=cfg.adapter, dtype=cfg.dtype, device=cfg.device)
+    backend = loaded or load_backend(cfg.model, adapter=cfg.adapter, dtype=cfg.dtype, device=cfg.device)
     backend.batch_size = cfg.batch_size
     return run_eval(db, cfg, backend, library, persona, judge=judge, progress=progress)
 
@@ -186,7 +192,7 @@ def _say(line: str) -> None:
 
 
 def _run_shared(db: RunDB, group: list[EvalConfig], library: Library, persona: PersonaProbe,
-                progress: Callable | None) -> None:
+                progress: Callable | None, loaded: Backend | None) -> None:
     """Log-prob configurations that differ only in adapter and name: one pass over the instances."""
     from goodprior.backends import load_backend
     from goodprior.backends.hf import HFBackend
@@ -194,7 +200,7 @@ def _run_shared(db: RunDB, group: list[EvalConfig], library: Library, persona: P
     from goodprior.progress import bar
 
     first = group[0]
-    base = load_backend(first.model, dtype=first.dtype, device=first.device)
+    base = loaded or load_backend(first.model, dtype=first.dtype, device=first.device)
     if not isinstance(base, HFBackend):
         _say(f"{first.model}: not a local model, so each adapter is evaluated on its own")
         for cfg in group:
