@@ -193,7 +193,9 @@ def eval_cmd(
     out: Path = typer.Option(..., "--out", help="Run folder (created; an interrupted run resumes there)."),
     config: Optional[Path] = typer.Option(None, "--config", help="EvalConfig YAML; flags override it."),
     model: Optional[str] = typer.Option(None, help="smollm2 (embedded), an HF model id, or a local path."),
-    adapter: Optional[str] = typer.Option(None, help="PEFT adapter folder."),
+    adapter: Optional[list[str]] = typer.Option(None, help="PEFT adapter folder; repeat for several (one pass over "
+                                                "the instances, one eval id each: model+<folder name>)."),
+    baseline: bool = typer.Option(False, "--baseline", help="With --adapter: also evaluate the model without adapter."),
     mode: Optional[str] = typer.Option(None, help="logprob (default) or generate."),
     split: Optional[str] = typer.Option(None, help="heldout (default), train or all."),
     families: Optional[str] = typer.Option(None, help="Comma-separated family ids."),
@@ -215,12 +217,16 @@ def eval_cmd(
     from pydantic import ValidationError
 
     from goodprior.config import EvalConfig
-    from goodprior.evaluate import run_eval
+    from goodprior.evaluate import run_eval, run_eval_many
     from goodprior.scenarios.library import Library, load_persona
     from goodprior.store import RunDB
 
     base = EvalConfig.from_yaml(config).model_dump() if config else {}
-    flags = dict(model=model, adapter=adapter, mode=mode, split=split, limit=limit, samples=samples,
+    adapters = list(adapter or ([base["adapter"]] if base.get("adapter") else []))
+    several = len(adapters) > 1 or (baseline and bool(adapters))
+    if several and (name or base.get("name")):
+        raise UserError("option --name: names one eval; with several adapters each gets model+<adapter folder name>")
+    flags = dict(model=model, adapter=adapters[0] if adapters else None, mode=mode, split=split, limit=limit, samples=samples,
                  temperature=temperature, max_tokens=max_tokens, judge=judge, batch_size=batch_size, dtype=dtype, max_pairs=max_pairs,
                  device=device, seed=seed, name=name, strict=strict or None, scenarios=str(scenarios) if scenarios else None,
                  families=[f.strip() for f in families.split(",") if f.strip()] if families else None)
@@ -230,15 +236,23 @@ def eval_cmd(
         err = exc.errors()[0]
         raise UserError(f"option --{str(err['loc'][0]).replace('_', '-')}: {err['msg']}") from None
     check_out_folder(out)
-    if cfg.adapter and not cfg.model.startswith(("openai/", "anthropic/")):  # a local adapter: check before loading
+    if adapters and not cfg.model.startswith(("openai/", "anthropic/")):  # local adapters: check before loading
         from goodprior.backends.hf import check_adapter_files
 
-        check_adapter_files(cfg.adapter)
+        for folder in adapters:
+            check_adapter_files(folder)
     library = Library.load(Path(cfg.scenarios) if cfg.scenarios else None)
     library.select(cfg.split, cfg.families or None)  # fail on unknown families before loading a model
-    backend = _load_backend(cfg.model, cfg.adapter, cfg.dtype, cfg.device, cfg.batch_size, cfg.strict)
+    # Models load before the run folder is created: a model that does not load leaves nothing behind.
+    backend = _load_backend(cfg.model, None if several else cfg.adapter, cfg.dtype, cfg.device, cfg.batch_size,
+                            cfg.strict)
     judge_backend = _load_backend(cfg.judge, None, cfg.dtype, cfg.device, cfg.batch_size) if cfg.judge else None
     db = RunDB(out / "results.sqlite")
+    if several:
+        cfgs = [cfg.model_copy(update={"adapter": a}) for a in ([None] if baseline else []) + adapters]
+        eval_ids = run_eval_many(db, cfgs, library, load_persona(), judge=judge_backend, base=backend)
+        _show_and_export(out, db, eval_ids)
+        return
     eval_id = run_eval(db, cfg, backend, library, load_persona(), judge=judge_backend)
     _show_and_export(out, db, [eval_id])
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
+import sys
 from collections.abc import Callable
 from datetime import datetime, timezone
 from itertools import zip_longest
@@ -193,3 +195,115 @@ def run_eval(db: RunDB, cfg: EvalConfig, backend: Backend, library: Library, per
         else:
             run_generate(db, eval_id, backend, todo, library, cfg, advance, judge)
     return eval_id
+
+
+def run_eval_many(db: RunDB, cfgs: list[EvalConfig], library: Library, persona: PersonaProbe,
+                  progress: Callable | None = None, judge: Backend | None = None,
+                  base: Backend | None = None) -> list[str]:
+    """Evaluate several configurations into one run database, each as `run_eval` would (same tables, rows and
+    eval ids); returns the eval ids in `cfgs` order. Safe to call again after an interruption.
+
+    Log-prob configurations that differ only in `adapter` (None: the baseline) and `name` share one pass over
+    the instances: the base model is loaded once, and the layers below every adapter run once per batch
+    (backends/shared_trunk.py). Each (batch, eval) is saved in its own transaction. Anything else (generate mode,
+    remote models, adapters that change lower layers) is evaluated on its own, with one line on stderr saying why.
+    `base`: the configurations' model already loaded without adapter (with their dtype and device), to reuse.
+    """
+    def base_fits(cfg: EvalConfig) -> bool:
+        return base is not None and (cfg.model, cfg.dtype, cfg.device) == (cfgs[0].model, cfgs[0].dtype, cfgs[0].device)
+
+    ids = [c.eval_id() for c in cfgs]
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        raise UserError(f"eval id {twice[0]!r} is named by two configurations; give each adapter its own name")
+    groups: dict[str, list[EvalConfig]] = {}
+    for cfg in cfgs:
+        key = cfg.model_dump_json(exclude={"adapter", "name"}) if cfg.mode == "logprob" else f"alone:{cfg.eval_id()}"
+        groups.setdefault(key, []).append(cfg)
+    for group in groups.values():
+        if len(group) == 1:
+            _run_alone(db, group[0], library, persona, progress, judge,
+                       base if group[0].adapter is None and base_fits(group[0]) else None)
+        else:
+            _run_shared(db, group, library, persona, progress, base if base_fits(group[0]) else None)
+    return ids
+
+
+def _run_alone(db: RunDB, cfg: EvalConfig, library: Library, persona: PersonaProbe, progress: Callable | None,
+               judge: Backend | None, loaded: Backend | None = None) -> str:
+    from goodprior.backends import load_backend
+
+    backend = loaded or load_backend(cfg.model, adapter=cfg.adapter, dtype=cfg.dtype, device=cfg.device)
+    backend.batch_size = cfg.batch_size
+    return run_eval(db, cfg, backend, library, persona, judge=judge, progress=progress)
+
+
+def _say(line: str) -> None:
+    print(f"goodprior: {line}", file=sys.stderr)
+
+
+def _run_shared(db: RunDB, group: list[EvalConfig], library: Library, persona: PersonaProbe,
+                progress: Callable | None, loaded: Backend | None) -> None:
+    """Log-prob configurations that differ only in adapter and name: one pass over the instances."""
+    from goodprior.backends import load_backend
+    from goodprior.backends.hf import HFBackend, check_adapter_base, check_adapter_files
+    from goodprior.backends.shared_trunk import SharedTrunk
+    from goodprior.progress import bar
+
+    first = group[0]
+    base = loaded or load_backend(first.model, dtype=first.dtype, device=first.device)
+    if not isinstance(base, HFBackend):
+        _say(f"{first.model}: not a local model, so each adapter is evaluated on its own")
+        for cfg in group:
+            _run_alone(db, cfg, library, persona, progress, None)
+        return
+    base.batch_size = first.batch_size
+    from goodprior.models import resolve_model_path
+
+    for cfg in group:  # the checks attach_adapter makes for an adapter evaluated on its own
+        if cfg.adapter:
+            check_adapter_files(cfg.adapter)
+            check_adapter_base(cfg.adapter, first.model, resolve_model_path(first.model), cfg.strict)
+    trunk, left_out = SharedTrunk.build(base, [c.adapter for c in group if c.adapter])
+    for adapter, why in left_out.items():
+        _say(f"{adapter}: {why}; evaluating it on its own")
+    shared = [c for c in group if c.adapter not in left_out]
+    for cfg in group:
+        if cfg.adapter in left_out:
+            _run_alone(db, cfg, library, persona, progress, None)
+    if not shared:
+        return
+
+    def as_loaded(cfg: EvalConfig) -> Backend:  # the backend run_eval would describe for this configuration
+        view = copy.copy(base)
+        view.adapter = cfg.adapter
+        return view
+
+    eval_ids = [start_eval(db, c, as_loaded(c), library, persona) for c in shared]
+    planned = plan(library, first, base.assistant_name)
+    done = {e: db.done_instances(e) for e in eval_ids}
+    make_bar = progress or bar
+    title = f"{len(shared)} evals sharing {first.model} layers 0-{trunk.split - 1} (logprob)"
+    with make_bar(title, len(planned) * len(shared), sum(len(d) for d in done.values())) as advance:
+        for start in range(0, len(planned), first.batch_size):
+            chunk = planned[start : start + first.batch_size]
+            todo = {e: [i for i in chunk if i.id not in done[e]] for e in eval_ids}
+            todo = {e: insts for e, insts in todo.items() if insts}
+            if not todo:
+                continue
+            wanted = {i.id for insts in todo.values() for i in insts}
+            chunk = [i for i in chunk if i.id in wanted]
+            choices = [labelled_choices(i, persona, first.max_pairs) for i in chunk]
+            adapter_of = {e: c.adapter for e, c in zip(eval_ids, shared)}
+            scores = trunk.score([ScoreRequest(i.conversation, tuple(c for _, c in ch)) for i, ch in zip(chunk, choices)],
+                                 [adapter_of[e] for e in todo])
+            for eval_id, insts in todo.items():  # one transaction per (batch, eval): a kill loses at most one
+                keep = {i.id for i in insts}
+                rows = [(eval_id, inst.id, *label, s.logprob, s.n_tokens)
+                        for inst, ch, inst_scores in zip(chunk, choices, scores[adapter_of[eval_id]]) if inst.id in keep
+                        for (label, _), s in zip(ch, inst_scores)]
+                with db.transaction() as c:
+                    c.executemany("INSERT INTO instances VALUES (?,?,?,?,?,?,?,?,?,?)",
+                                  [db.instance_row(eval_id, i) for i in insts])
+                    c.executemany("INSERT INTO choices VALUES (?,?,?,?,?,?,?)", rows)
+                advance(len(insts))

@@ -92,3 +92,22 @@ def test_grade_rejects_bad_lines_before_writing(monkeypatch, capsys, tmp_path):
     code, _, err = run(monkeypatch, capsys, "grade", "--scenarios", BLACKMAIL, "--responses", responses, "--out", tmp_path / "g")
     assert code == 2 and "r.jsonl:1: field 'instance_id'" in err and "no setting 'nowhere'" in err
     assert not (tmp_path / "g").exists()
+
+
+def test_eval_several_adapters_in_one_folder(monkeypatch, capsys, tmp_path, tiny_dir):
+    from tiny import tiny_lora_adapter, tiny_tokenizer
+
+    vocab = len(tiny_tokenizer())
+    arms = [tiny_lora_adapter(tmp_path / name, [1], seed, vocab) for seed, name in enumerate(["arm_a", "arm_b"])]
+    out_dir = tmp_path / "run"
+    args = ["eval", "--model", tiny_dir, "--adapter", arms[0], "--adapter", arms[1], "--baseline", "--dtype",
+            "float32", "--scenarios", BLACKMAIL, "--split", "all", "--limit", "1", "--max-pairs", "1", "--out", out_dir]
+    code, _, err = run(monkeypatch, capsys, *args)
+    assert code == 0, err
+    rows = [json.loads(l) for l in (out_dir / "results.jsonl").read_text().splitlines()]
+    model = str(tiny_dir)
+    assert {r["eval_id"] for r in rows} == {f"logprob:{model}", f"logprob:{model}+arm_a", f"logprob:{model}+arm_b"}
+    code, _, _ = run(monkeypatch, capsys, *args)  # re-run: nothing to do, nothing duplicated
+    assert code == 0 and len((out_dir / "results.jsonl").read_text().splitlines()) == len(rows)
+    code, _, err = run(monkeypatch, capsys, *args, "--name", "x")
+    assert code == 2 and "--name" in err

@@ -54,3 +54,20 @@ def tiny_backend(tools: bool = False, batch_size: int = 3, seed: int = 0):
     tok = tiny_tokenizer(tools)
     return HFBackend(tiny_model(len(tok), seed), tok, name="tiny", dtype="float32", assistant_name="Tiny",
                      batch_size=batch_size)
+
+
+def tiny_lora_adapter(folder, layers: list[int], seed: int, vocab_size: int) -> str:
+    """A LoRA adapter for `tiny_model(vocab_size)` on the given decoder layers, saved to `folder`, with random
+    non-zero weights (PEFT initialises B to zero, which would leave the model unchanged)."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(seed)
+    targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    peft = get_peft_model(tiny_model(vocab_size), LoraConfig(r=4, lora_alpha=8, target_modules=targets,
+                                                             layers_to_transform=layers, init_lora_weights=False))
+    with torch.no_grad():
+        for name, p in peft.named_parameters():
+            if "lora_" in name:
+                p.normal_(0, 0.3)
+    peft.save_pretrained(folder)
+    return str(folder)

@@ -130,7 +130,12 @@ class HFBackend(Backend):
 
     def score_encoded(self, items: list[Item]) -> list[list[Score]]:
         """Every continuation of every item, prompts encoded once (see prefix_scoring)."""
-        if self.tree_scoring is None:  # first call: does this model honour the tree mask?
+        score = score_tree if self.tree_mask_ok(items) else score_cached
+        return regroup(items, score(self.scorer(), items))
+
+    def tree_mask_ok(self, items: list[Item]) -> bool:
+        """Whether this model honours the tree mask, checked on the first call (on these items) and remembered."""
+        if self.tree_scoring is None:
             try:
                 ok, why = tree_is_exact(self.scorer(), max(items, key=lambda it: len(it[1])))
             except (RuntimeError, ValueError, TypeError) as exc:  # attention kernels that refuse 4D masks
@@ -138,15 +143,14 @@ class HFBackend(Backend):
             self.tree_scoring = ok
             if not ok:
                 print(f"goodprior: {self.name}: {why}; scoring with a per-prompt KV cache instead", file=sys.stderr)
-        score = score_tree if self.tree_scoring else score_cached
-        return _regroup(items, score(self.scorer(), items))
+        return self.tree_scoring
 
     def score_encoded_cached(self, items: list[Item]) -> list[list[Score]]:
-        return _regroup(items, score_cached(self.scorer(), items))
+        return regroup(items, score_cached(self.scorer(), items))
 
     def score_encoded_naive(self, items: list[Item]) -> list[list[Score]]:
         """Reference: re-encode prompt + continuation for every continuation (no prefix reuse)."""
-        return _regroup(items, score_naive(self.scorer(), items))
+        return regroup(items, score_naive(self.scorer(), items))
 
     # ---------------------------------------------------------------- generation
     @torch.inference_mode()
@@ -203,7 +207,7 @@ class SeededSampler:
         return torch.full_like(scores, float("-inf")).scatter_(1, choice, 0.0)
 
 
-def _regroup(items: list[Item], sums: list[float]) -> list[list[Score]]:
+def regroup(items: list[Item], sums: list[float]) -> list[list[Score]]:
     out, k = [], 0
     for _, conts in items:
         out.append([Score(sums[k + j], len(c)) for j, c in enumerate(conts)])

@@ -48,7 +48,7 @@ def left_padded(seqs: list[list[int]], pad_id: int, device: torch.device | str =
     return ids.to(device), mask.to(device)
 
 
-def _sum_logprobs(logits: torch.Tensor, targets: torch.Tensor, owner: torch.Tensor, n: int) -> list[float]:
+def sum_logprobs(logits: torch.Tensor, targets: torch.Tensor, owner: torch.Tensor, n: int) -> list[float]:
     """Sum of log p(target) over the positions of each continuation: logits (T, V) predicting targets (T,),
     owner (T,) naming each position's continuation, n continuations."""
     logits = logits.float()
@@ -118,7 +118,7 @@ def score_tree(scorer: Scorer, items: list[Item]) -> list[float]:
     dev = scorer.device
     logits = scorer.forward(input_ids=tb.ids.to(dev), attention_mask=tb.attention_mask(dev),
                             position_ids=tb.positions.to(dev), use_cache=False, logits_to_keep=tb.keep)
-    return _sum_logprobs(logits[tb.rows.to(dev), tb.cols.to(dev)], tb.targets.to(dev), tb.owner.to(dev), tb.n)
+    return sum_logprobs(logits[tb.rows.to(dev), tb.cols.to(dev)], tb.targets.to(dev), tb.owner.to(dev), tb.n)
 
 
 # ---------------------------------------------------------------- cached: prompt once, then the continuations
@@ -160,25 +160,39 @@ def _score_cached_rows(scorer: Scorer, rows: list[tuple[int, list[int]]], prompt
     """Continuation rows against their prompts' cached keys and values (one forward pass)."""
     from transformers import DynamicCache
 
-    dev, pad = scorer.device, scorer.pad_id
-    owner = torch.tensor([b for b, _ in rows], device=dev)
+    owner, cont_ids, cont_mask, mask, cont_pos = continuation_rows(rows, prompt_mask, positions, scorer.pad_id,
+                                                                   scorer.device)
+    cache = DynamicCache()
+    for i, (k, v) in enumerate(prompt_kv):  # each prompt's cache, repeated once per continuation
+        cache.update(k[owner], v[owner], i)
+    logits = scorer.forward(input_ids=cont_ids, attention_mask=mask, position_ids=cont_pos, cache=cache,
+                            use_cache=False)
+    del cache  # the repeated prompt cache is the largest allocation here
+    return continuation_logprobs(next_logits[owner], logits, cont_ids, cont_mask)
+
+
+def continuation_rows(rows: list[tuple[int, list[int]]], prompt_mask: torch.Tensor, positions: torch.Tensor,
+                      pad_id: int, device: torch.device | str):
+    """Right-padded continuation rows (prompt index, tokens) to run against their prompts' caches: (owner prompt
+    per row, ids, their mask, the attention mask over cache + continuation, position ids)."""
+    owner = torch.tensor([b for b, _ in rows], device=device)
     cwidth = max(len(c) for _, c in rows)
-    cont_ids = torch.full((len(rows), cwidth), pad, dtype=torch.long)
+    cont_ids = torch.full((len(rows), cwidth), pad_id, dtype=torch.long)
     cont_mask = torch.zeros((len(rows), cwidth), dtype=torch.long)
     for r, (_, c) in enumerate(rows):
         cont_ids[r, : len(c)] = torch.tensor(c)
         cont_mask[r, : len(c)] = 1
-    cont_ids, cont_mask = cont_ids.to(dev), cont_mask.to(dev)
-    cache = DynamicCache()
-    for i, (k, v) in enumerate(prompt_kv):  # each prompt's cache, repeated once per continuation
-        cache.update(k[owner], v[owner], i)
+    cont_ids, cont_mask = cont_ids.to(device), cont_mask.to(device)
     mask = torch.cat([prompt_mask[owner], cont_mask], dim=1)
-    cont_pos = positions[owner, -1:] + 1 + torch.arange(cwidth, device=dev)
-    logits = scorer.forward(input_ids=cont_ids, attention_mask=mask, position_ids=cont_pos, cache=cache,
-                            use_cache=False)
-    del cache  # the repeated prompt cache is the largest allocation here
-    # Token t of a continuation is predicted by the logits one step before it.
-    logits = torch.cat([next_logits[owner].unsqueeze(1), logits[:, :-1].float()], dim=1)
+    cont_pos = positions[owner, -1:] + 1 + torch.arange(cwidth, device=device)
+    return owner, cont_ids, cont_mask, mask, cont_pos
+
+
+def continuation_logprobs(first_logits: torch.Tensor, logits: torch.Tensor, cont_ids: torch.Tensor,
+                          cont_mask: torch.Tensor) -> list[float]:
+    """Summed log-probability per continuation row: token t is predicted by the logits one step before it, the
+    first token by its prompt's last logits (`first_logits`, one row per continuation)."""
+    logits = torch.cat([first_logits.unsqueeze(1), logits[:, :-1].float()], dim=1)
     token_lp = logits.gather(-1, cont_ids.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
     return (token_lp * cont_mask).sum(-1).tolist()
 
@@ -199,7 +213,7 @@ def score_naive(scorer: Scorer, items: list[Item]) -> list[float]:
     cols = torch.tensor([keep - len(c) - 1 + t for _, c in rows for t in range(len(c))], device=dev)
     row_of = torch.tensor([r for r, (_, c) in enumerate(rows) for _ in c], device=dev)
     targets = torch.tensor([t for _, c in rows for t in c], device=dev)
-    return _sum_logprobs(logits[row_of, cols], targets, row_of, len(rows))
+    return sum_logprobs(logits[row_of, cols], targets, row_of, len(rows))
 
 
 def tree_is_exact(scorer: Scorer, item: Item) -> tuple[bool, str]:
