@@ -274,19 +274,17 @@ def trained_models(exp: Experiment) -> list[tuple[ArmSpec, int, int]]:
 
 
 def cell_ids(exp: Experiment) -> list[tuple[str, dict[str, Any]]]:
-    """Synthesis, then one group per dose, smallest first: its training cells, then its evaluations (the
-    baseline's with the first group). A dose-response run reports its cheap doses before it pays for the large."""
+    """Synthesis, then one group per dose, smallest first: its training cells, then one evaluation cell for all of
+    its models (the baseline with the first group), which share one pass over the instances. A dose-response run
+    reports its cheap doses before it pays for the large."""
     cells: list[tuple[str, dict[str, Any]]] = [(f"synth/{a}", {"stage": "synth", "arm": a}) for a in exp.data_arms()]
     for k, dose in enumerate(exp.budget.doses):
-        group = [(arm, seed) for arm in exp.arms for seed in exp.seeds]
-        for arm, seed in group:
-            cells.append((f"train/{model_id(exp, arm.name, dose, seed)}",
-                          {"stage": "train", "arm": arm.name, "dose": dose, "seed": seed}))
-        if k == 0:
-            cells.append(("eval/baseline", {"stage": "eval", "arm": "baseline"}))
-        for arm, seed in group:
-            cells.append((f"eval/{model_id(exp, arm.name, dose, seed)}",
-                          {"stage": "eval", "arm": arm.name, "dose": dose, "seed": seed}))
+        group = [(arm.name, dose, seed) for arm in exp.arms for seed in exp.seeds]
+        for arm, _, seed in group:
+            cells.append((f"train/{model_id(exp, arm, dose, seed)}", {"stage": "train", "arm": arm, "dose": dose,
+                                                                      "seed": seed}))
+        models = ([("baseline", None, None)] if k == 0 else []) + group
+        cells.append((f"eval/{exp.dose_label(dose)}", {"stage": "eval", "models": models}))
     return cells
 
 
@@ -402,15 +400,14 @@ class Runner:
             "adapter": None if baseline else str(self.adapter_dir(arm, dose, seed)),
             "name": "baseline" if baseline else model_id(self.exp, arm, dose, seed)})
 
-    def run_eval(self, arm: str, dose: int | None, seed: int | None, progress) -> None:
-        from goodprior.backends import load_backend
-        from goodprior.evaluate import run_eval
+    def run_evals(self, models: list[tuple[str, int | None, int | None]], progress) -> None:
+        """Baseline and adapters in one pass over the instances: the layers below the adapters run once per batch
+        (backends/shared_trunk.py); each (batch, model) is saved on its own, so a killed cell resumes."""
+        from goodprior.evaluate import run_eval_many
         from goodprior.scenarios.library import load_persona
 
-        cfg = self.eval_config(arm, dose, seed)
-        backend = load_backend(cfg.model, adapter=cfg.adapter, dtype=cfg.dtype, device=cfg.device)
-        backend.batch_size = cfg.batch_size
-        run_eval(self.db, cfg, backend, self.library, load_persona(), progress=progress)
+        cfgs = [self.eval_config(arm, dose, seed) for arm, dose, seed in models]
+        run_eval_many(self.db, cfgs, self.library, load_persona(), progress=progress)
 
     @cached_property
     def eval_size(self) -> int:
@@ -425,7 +422,7 @@ class Runner:
             return 10.0
         if info["stage"] == "train":
             return self._steps(info["dose"]) * 2048 * self.exp.budget.epochs / 250.0 + 15
-        return self.eval_size * 1.6 + 5
+        return self.eval_size * (2.4 + 0.8 * len(info["models"])) + 5  # the shared trunk: ~1/3 per extra model
 
     def _steps(self, dose: int) -> int:
         """Expected optimiser steps (packed sequences of max_length) of one training cell, for its bar."""
@@ -468,4 +465,4 @@ class Runner:
             with stage_bar(cell, self._steps(info["dose"])) as advance:
                 self.run_train(arm, info["dose"], info["seed"], advance)
         else:
-            self.run_eval(info["arm"], info.get("dose"), info.get("seed"), stage_bar)
+            self.run_evals(info["models"], stage_bar)

@@ -26,8 +26,9 @@ def test_default_experiment_and_profiles_load():
     with pytest.raises(UserError, match="unknown profile"):
         Experiment.load(profile="nope")
     ids = [c for c, _ in cell_ids(exp)]
-    first_dose = [c for c in ids if c.startswith("train/") and f"/{exp.dose_label(exp.budget.doses[0])}/" in c]
-    assert ids.index("eval/baseline") == ids.index(first_dose[-1]) + 1  # after the first dose group's training
+    evals = [info for c, info in cell_ids(exp) if c.startswith("eval/")]
+    assert ids[-1] == f"eval/{exp.dose_label(exp.budget.doses[-1])}"  # one evaluation cell per dose, after its training
+    assert evals[0]["models"][0] == ("baseline", None, None) and len(evals[0]["models"]) == 1 + len(exp.arms)
 
 
 def base_file(**change) -> dict:
@@ -109,7 +110,7 @@ def test_killed_experiment_resumes_without_redoing_cells(tmp_path, tiny_dir, mon
     monkeypatch.setattr(Runner, "run_cell", lambda self, cell, info, progress: (calls.append(cell), original(self, cell, info, progress)))
     again = Runner(exp, tmp_path)
     again.run()
-    assert calls == ["train/evil/300tok/s0", "eval/baseline", "eval/evil/300tok/s0"]
+    assert calls == ["train/evil/300tok/s0", "eval/300tok"]
     assert {k: v for k, v in again.finished().items() if k in first} == first
     md, html, cmp = make_report(tmp_path)
     assert [r.name for r in cmp.arms] == ["baseline", "evil"] and cmp.arms[1].budget["tokens"] == 300
