@@ -54,6 +54,8 @@ class ArmSpec(Strict):
     data: list[DataPart] = Field(min_length=1)
     # A known-answer control. Default: the role its recipes declare (all parts the same), else none.
     control: Role | None = None
+    # Seeds of this arm, when not the experiment's (e.g. more seeds for the controls, to estimate seed spread).
+    seeds: list[int] | None = Field(None, min_length=1)
 
 
 class Budget(Strict):
@@ -223,6 +225,9 @@ class Experiment(Strict):
     def data_arms(self) -> list[str]:
         return sorted({part.arm for arm in self.arms for part in arm.data})
 
+    def arm_seeds(self, arm: ArmSpec) -> list[int]:
+        return arm.seeds or self.seeds
+
     def role(self, role: Role) -> ArmSpec | None:
         return next((a for a in self.arms if a.control == role), None)
 
@@ -269,17 +274,13 @@ def model_id(exp: Experiment, arm: str, dose: int, seed: int) -> str:
     return f"{arm}/{exp.dose_label(dose)}/s{seed}"
 
 
-def trained_models(exp: Experiment) -> list[tuple[ArmSpec, int, int]]:
-    return [(arm, dose, seed) for arm in exp.arms for dose in exp.budget.doses for seed in exp.seeds]
-
-
 def cell_ids(exp: Experiment) -> list[tuple[str, dict[str, Any]]]:
     """Synthesis, then one group per dose, smallest first: its training cells, then one evaluation cell for all of
     its models (the baseline with the first group), which share one pass over the instances. A dose-response run
     reports its cheap doses before it pays for the large."""
     cells: list[tuple[str, dict[str, Any]]] = [(f"synth/{a}", {"stage": "synth", "arm": a}) for a in exp.data_arms()]
     for k, dose in enumerate(exp.budget.doses):
-        group = [(arm.name, dose, seed) for arm in exp.arms for seed in exp.seeds]
+        group = [(arm.name, dose, seed) for arm in exp.arms for seed in exp.arm_seeds(arm)]
         for arm, _, seed in group:
             cells.append((f"train/{model_id(exp, arm, dose, seed)}", {"stage": "train", "arm": arm, "dose": dose,
                                                                       "seed": seed}))

@@ -79,6 +79,8 @@ def test_dose_lists_make_one_cell_per_arm_dose_seed():
     assert trains == ["train/evil/100losstok/s0", "train/evil/100losstok/s1", "train/evil/400losstok/s0",
                       "train/evil/400losstok/s1"]
     assert exp.share_needed("misaligned-fiction") == 400
+    more = Experiment.model_validate(base_file(arms=[{"name": "evil", "seeds": [0, 1, 2], "data": [{"arm": "misaligned-fiction"}]}]))
+    assert [c for c, _ in cell_ids(more) if c.startswith("train/")] == [f"train/evil/300tok/s{s}" for s in (0, 1, 2)]
 
 
 def test_a_folder_that_finished_no_cell_takes_a_new_configuration(tmp_path):

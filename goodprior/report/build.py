@@ -51,7 +51,7 @@ def experiment_models(folder: Path, exp_config: dict, have: set[str]) -> list[Mo
     models = [Model("baseline", ["baseline"])]
     for arm in exp.arms:
         for dose in exp.budget.doses:
-            seeds = [s for s in exp.seeds if model_id(exp, arm.name, dose, s) in have]
+            seeds = [s for s in exp.arm_seeds(arm) if model_id(exp, arm.name, dose, s) in have]
             if seeds:
                 models.append(Model(arm.name, [model_id(exp, arm.name, dose, s) for s in seeds], arm.control, dose,
                                     tuple(seeds), tuple(adapter_dir(folder, exp, arm.name, dose, s) for s in seeds)))
