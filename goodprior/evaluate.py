@@ -280,6 +280,17 @@ def _run_shared(db: RunDB, group: list[EvalConfig], library: Library, persona: P
         return view
 
     eval_ids = [start_eval(db, c, as_loaded(c), library, persona) for c in shared]
+    adapter_of = {e: c.adapter for e, c in zip(eval_ids, shared)}
+    # The neutral-context persona scores, once per eval (run_logprob sends them with its first batch).
+    missing = [e for e in eval_ids if not db.has_choices(e, neutral_instance_id(persona))]
+    if missing:
+        neutral_id, request, labels = neutral_request(persona)
+        scores = trunk.score([request], [adapter_of[e] for e in missing])
+        for eval_id in missing:
+            with db.transaction() as c:
+                c.executemany("INSERT INTO choices VALUES (?,?,?,?,?,?,?)",
+                              [(eval_id, neutral_id, *label, s.logprob, s.n_tokens)
+                               for label, s in zip(labels, scores[adapter_of[eval_id]][0])])
     planned = plan(library, first, base.assistant_name)
     done = {e: db.done_instances(e) for e in eval_ids}
     make_bar = progress or bar
@@ -294,7 +305,6 @@ def _run_shared(db: RunDB, group: list[EvalConfig], library: Library, persona: P
             wanted = {i.id for insts in todo.values() for i in insts}
             chunk = [i for i in chunk if i.id in wanted]
             choices = [labelled_choices(i, persona, first.max_pairs) for i in chunk]
-            adapter_of = {e: c.adapter for e, c in zip(eval_ids, shared)}
             scores = trunk.score([ScoreRequest(i.conversation, tuple(c for _, c in ch)) for i, ch in zip(chunk, choices)],
                                  [adapter_of[e] for e in todo])
             for eval_id, insts in todo.items():  # one transaction per (batch, eval): a kill loses at most one

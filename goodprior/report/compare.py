@@ -137,7 +137,7 @@ class Comparison:
     unit: str | None
     saturated: set[PairKey]
     without_saturated: dict[str, Shift]  # arm key -> content effect (or Δ vs baseline) with saturated pairs left out
-    slopes: dict[str, Estimate]  # arm -> slope of held-out Δ vs baseline per log10 dose (>= 2 doses)
+    slopes: dict[str, dict[str, Estimate]]  # arm -> split -> slope of Δ vs baseline per log10 dose (>= 2 doses)
 
     @property
     def interpretable(self) -> bool:
@@ -302,16 +302,17 @@ def compare(db: RunDB, models: list[Model], unit: str | None = None, saturation_
             other = scores[ref.key] if ref is not None and ref is not m else base
             without[m.key] = paired_shift(scores[m.key], other, saturated)
 
-    slopes: dict[str, Estimate] = {}
+    slopes: dict[str, dict[str, Estimate]] = {}
     doses = sorted({m.dose for m in models if m.dose is not None})
     if len(doses) >= 2:
         for name in dict.fromkeys(m.name for m in models if m.dose is not None):
             by_dose = {r.dose: r for r in results if r.name == name}
             if set(by_dose) != set(doses):
                 continue
-            cols = [by_dose[d].vs_baseline.units["heldout"] for d in doses]
-            if len({len(c) for c in cols}) == 1:
-                slopes[name] = bootstrap_slope([math.log10(d) for d in doses], cols)
+            for split in SPLITS:  # the same instances at every dose, so the bootstrap resamples them jointly
+                cols = [by_dose[d].vs_baseline.units[split] for d in doses]
+                if cols[0] and len({len(c) for c in cols}) == 1:
+                    slopes.setdefault(name, {})[split] = bootstrap_slope([math.log10(d) for d in doses], cols)
     return Comparison(results, checks, unit, saturated, without, slopes)
 
 
@@ -331,7 +332,8 @@ def as_json(cmp: Comparison) -> dict[str, Any]:
             "content_effect": r.vs_null.as_dict() if r.vs_null else None,
         }
         if r.name in cmp.slopes and r.dose == max(x.dose for x in cmp.arms if x.name == r.name):
-            metrics["heldout_slope_per_log10_dose"] = cmp.slopes[r.name].as_dict()
+            for split, est in cmp.slopes[r.name].items():
+                metrics[f"{split}_slope_per_log10_dose"] = est.as_dict()
         rows.append({"arm": r.name, "role": r.role, "dose": r.dose, "seed": "mean", "budget": r.budget,
                      "n_heldout": r.n_heldout, "n_train": r.n_train, "metrics": metrics})
         for k, seed in enumerate(r.seeds if r.seed_spread else []):

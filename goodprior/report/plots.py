@@ -55,17 +55,24 @@ def dose_response(cmp: Comparison) -> bytes:
     for ax, key in zip(axes, ("heldout", "train")):
         for name in names:
             rs = sorted((r for r in cmp.arms if r.name == name and r.dose is not None), key=lambda r: r.dose)
-            ests = [(r.vs_null or r.vs_baseline) for r in rs]
-            vals = [getattr(e, key) for e in ests]
-            ax.errorbar([r.dose for r in rs], [v.value for v in vals],
-                        yerr=[[v.value - v.low for v in vals], [v.high - v.value for v in vals]], marker="o", capsize=3,
-                        label=name)
+            points = [(r.dose, getattr(r.vs_null or r.vs_baseline, key)) for r in rs]
+            points = [(d, v) for d, v in points if v.n > 0]
+            if points:
+                ax.errorbar([d for d, _ in points], [v.value for _, v in points],
+                            yerr=[[v.value - v.low for _, v in points], [v.high - v.value for _, v in points]],
+                            marker="o", capsize=3, label=name)
         ax.axhline(0, color="black", lw=0.8)
-        ax.set_xscale("log")
+        if ax.lines[1:] or ax.collections:
+            ax.set_xscale("log")
+        else:
+            ax.text(0.5, 0.5, "no instances of this split", ha="center", va="center", transform=ax.transAxes)
         ax.set_xlabel(f"dose ({(cmp.unit or 'tokens').replace('_', '-')})")
         ax.set_title(f"{'held-out' if key == 'heldout' else 'train-split'}: content effect (vs baseline for the null)")
     axes[0].set_ylabel("nats toward misaligned")
-    axes[1].legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    handles = [h for ax in axes for h in ax.get_legend_handles_labels()[0]]
+    if handles:
+        labels = list(dict.fromkeys(lab for ax in axes for lab in ax.get_legend_handles_labels()[1]))
+        axes[1].legend(handles[: len(labels)], labels, frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     return _png(fig)
 
 

@@ -71,9 +71,14 @@ def check_lines(cmp: Comparison) -> list[str]:
         return ["Instrument check NOT RUN: this experiment has no positive control (an arm trained on the misaligned "
                 "answer), so nothing shows that it could see an effect. Read its differences as unvalidated."]
     lines = [c.line(cmp.unit or "tokens") for c in cmp.checks]
-    if not cmp.interpretable:
+    failed = [c for c in cmp.checks if not c.passed]
+    if failed and len(failed) == len(cmp.checks):
         lines.append("Because the positive control was not detected, every other result of this run is NOT "
                      "INTERPRETABLE: a null result here says nothing about the data.")
+    elif failed:
+        doses = ", ".join(f"{c.dose:,}" for c in failed if c.dose is not None)
+        lines.append(f"The positive control was not detected at dose {doses}: every result at that dose is NOT "
+                     "INTERPRETABLE; results at the other doses are.")
     return lines
 
 
@@ -145,7 +150,9 @@ def spread_lines(cmp: Comparison) -> list[str]:
 def slope_lines(cmp: Comparison) -> list[str]:
     if not cmp.slopes:
         return []
-    return [f"{name}: held-out Δ vs baseline changes by {_n(s)} nats per tenfold dose" for name, s in cmp.slopes.items()]
+    words = {"heldout": "held-out", "train": "train-split"}
+    return [f"{name}: {words[split]} Δ vs baseline changes by {_n(est)} nats per tenfold dose"
+            for name, by_split in cmp.slopes.items() for split, est in by_split.items()]
 
 
 def write_report(folder: Path, title: str, cmp: Comparison, settings: list[str]) -> tuple[Path, Path]:
