@@ -83,6 +83,18 @@ def test_pass_needs_an_interval_above_zero_and_a_shift_of_at_least_the_mde():
     assert not check_passes(Estimate(1.0, 1.0, 1.0, 1), float("nan"))  # one instance: no power estimate
 
 
+def test_valence_twins_are_compared_directly(tmp_path):
+    db = RunDB(tmp_path / "results.sqlite")
+    add_model(db, "baseline", lambda *k: 0.0)
+    add_model(db, "good", lambda split, *k: -1.0 if split == "train" else 0.0)
+    add_model(db, "bad", lambda split, *k: 2.0 if split == "train" else 0.0)
+    cmp = compare(db, [Model("baseline", ["baseline"]), Model("honeypot-actions", ["good"], None, 5),
+                       Model("honeypot-misaligned", ["bad"], "positive", 5)])
+    ((good, bad, dose, shift),) = cmp.twins
+    assert (good, bad, dose) == ("honeypot-actions", "honeypot-misaligned", 5)
+    assert shift.train.value == pytest.approx(-3.0) and shift.heldout.value == pytest.approx(0.0)
+
+
 def test_saturated_pairs_are_listed_and_left_out(tmp_path):
     cmp = run(tmp_path, planted=2.0, saturate=True)
     assert {k[2] for k in cmp.saturated} == {"p2"} and len(cmp.saturated) == 24  # every setting's p2, both splits

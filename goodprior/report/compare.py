@@ -36,6 +36,9 @@ PAPER = {
     "docs+stories": "constitution docs + stories: 65% -> 19%",
 }
 SPLITS = ("heldout", "train")
+# Arms whose data differ only in valence (the same prompts or situations, the aligned vs the misaligned turn):
+# shown side by side as a paired difference, aligned twin minus misaligned twin.
+VALENCE_TWINS = (("honeypot-actions", "honeypot-misaligned"), ("aligned-fiction", "misaligned-fiction"))
 PairKey = tuple[str, str, str]  # (family, setting, pair id): a matched pair as the scenario library defines it
 
 
@@ -138,6 +141,7 @@ class Comparison:
     saturated: set[PairKey]
     without_saturated: dict[str, Shift]  # arm key -> content effect (or Δ vs baseline) with saturated pairs left out
     slopes: dict[str, dict[str, Estimate]]  # arm -> split -> slope of Δ vs baseline per log10 dose (>= 2 doses)
+    twins: list[tuple[str, str, int | None, Shift]] = field(default_factory=list)  # (aligned, misaligned, dose, A - B)
 
     @property
     def interpretable(self) -> bool:
@@ -313,7 +317,13 @@ def compare(db: RunDB, models: list[Model], unit: str | None = None, saturation_
                 cols = [by_dose[d].vs_baseline.units[split] for d in doses]
                 if cols[0] and len({len(c) for c in cols}) == 1:
                     slopes.setdefault(name, {})[split] = bootstrap_slope([math.log10(d) for d in doses], cols)
-    return Comparison(results, checks, unit, saturated, without, slopes)
+    twins = []
+    for good, bad in VALENCE_TWINS:
+        for m in models:
+            other = next((o for o in models if o.name == bad and o.dose == m.dose), None)
+            if m.name == good and other is not None:
+                twins.append((good, bad, m.dose, paired_shift(scores[m.key], scores[other.key], set())))
+    return Comparison(results, checks, unit, saturated, without, slopes, twins)
 
 
 def seed_sd(values: list[float]) -> float:
@@ -344,4 +354,5 @@ def as_json(cmp: Comparison) -> dict[str, Any]:
             "instrument_checks": [c.as_dict() for c in cmp.checks],
             "saturated_pairs": sorted("/".join(k) for k in cmp.saturated),
             "without_saturated": {k: v.as_dict() for k, v in cmp.without_saturated.items()},
+            "valence_twins": [{"aligned": a, "misaligned": b, "dose": d, "shift": s.as_dict()} for a, b, d, s in cmp.twins],
             "arms": rows}

@@ -147,6 +147,12 @@ def spread_lines(cmp: Comparison) -> list[str]:
     return out or ["One seed per arm: seed-to-seed spread is not estimated (add seeds to the experiment)."]
 
 
+def twin_lines(cmp: Comparison) -> list[str]:
+    return [f"{a} − {b}{'' if d is None else f' at {d:,}'}: held-out {_n(s.heldout)}, train-split {_n(s.train)}, "
+            f"pressure {_n(s.pressure)} (the same prompts or situations; only the valence of the trained turn differs)"
+            for a, b, d, s in cmp.twins]
+
+
 def slope_lines(cmp: Comparison) -> list[str]:
     if not cmp.slopes:
         return []
@@ -168,6 +174,8 @@ def write_report(folder: Path, title: str, cmp: Comparison, settings: list[str])
               ("Levels and secondary measures", LEVEL_HEADER, level_rows(cmp)),
               ("What each budget bought", BUDGET_HEADER, budget_rows(cmp))]
     sections = [("Saturated pairs", saturation_lines(cmp)), ("Seed-to-seed spread", spread_lines(cmp))]
+    if cmp.twins:
+        sections.insert(0, ("Valence twins (aligned twin − misaligned twin, paired, nats)", twin_lines(cmp)))
     if cmp.slopes:
         sections.append(("Dose-response (slope against log10 dose, bootstrap over instances)", slope_lines(cmp)))
     note = ("Brackets are 95% intervals: percentile bootstrap over instances, paired over the same instances for every "
