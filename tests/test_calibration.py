@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from cli_runner import run_cli as run
+from crashing import Crashing, quiet
 from goodprior import analysis
 from goodprior.config import EvalConfig
 from goodprior.evaluate import run_eval
@@ -20,26 +21,6 @@ BLACKMAIL = Path(__file__).parents[1] / "goodprior/scenarios/families/blackmail.
 @pytest.fixture(scope="module")
 def lib():
     return Library.load(BLACKMAIL)
-
-
-class Crashing:
-    def __init__(self, inner, after):
-        self.inner, self.after, self.calls = inner, after, 0
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def score(self, requests):
-        self.calls += 1
-        if self.calls > self.after:
-            raise KeyboardInterrupt
-        return self.inner.score(requests)
-
-
-def quiet(description, total, done=0):
-    from contextlib import nullcontext
-
-    return nullcontext(lambda n: None)
 
 
 def _neutral_rows(db, persona):

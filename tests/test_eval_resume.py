@@ -1,8 +1,8 @@
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from crashing import Crashing, quiet
 from goodprior.analysis import instance_scores, logprob_summaries
 from goodprior.config import EvalConfig
 from goodprior.errors import UserError
@@ -11,27 +11,6 @@ from goodprior.scenarios.library import Library, load_persona
 from goodprior.store import RunDB
 
 BLACKMAIL = Path(__file__).parents[1] / "goodprior/scenarios/families/blackmail.yaml"
-
-
-@contextmanager
-def quiet(description, total, done=0):
-    yield lambda n: None
-
-
-class Crashing:
-    """Wraps a backend and raises after `after` scoring calls: a run killed mid-flight."""
-
-    def __init__(self, inner, after):
-        self.inner, self.after, self.calls = inner, after, 0
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def score(self, requests):
-        self.calls += 1
-        if self.calls > self.after:
-            raise KeyboardInterrupt
-        return self.inner.score(requests)
 
 
 @pytest.fixture(scope="module")

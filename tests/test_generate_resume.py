@@ -1,11 +1,11 @@
 """Generate mode: every sample's seed comes from (run seed, instance id, sample index), so a killed and resumed
 run draws exactly the samples of an uninterrupted one, and a sample does not depend on its batch."""
 
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from crashing import Crashing, quiet
 from goodprior.config import EvalConfig
 from goodprior.evaluate import plan, run_eval
 from goodprior.scenarios.library import Library, load_persona
@@ -13,27 +13,6 @@ from goodprior.store import RunDB
 from goodprior.types import Conversation, GenerateRequest
 
 BLACKMAIL = Path(__file__).parents[1] / "goodprior/scenarios/families/blackmail.yaml"
-
-
-@contextmanager
-def quiet(description, total, done=0):
-    yield lambda n: None
-
-
-class CrashingGenerate:
-    """Wraps a backend and raises after `after` generate calls: a run killed mid-flight."""
-
-    def __init__(self, inner, after):
-        self.inner, self.after, self.calls = inner, after, 0
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def generate(self, requests):
-        self.calls += 1
-        if self.calls > self.after:
-            raise KeyboardInterrupt
-        return self.inner.generate(requests)
 
 
 def samples(db, eval_id):
@@ -47,7 +26,7 @@ def test_killed_generate_run_resumes_to_the_same_samples(tmp_path, backend):
     persona = load_persona()
     killed = RunDB(tmp_path / "a" / "results.sqlite")
     with pytest.raises(KeyboardInterrupt):
-        run_eval(killed, cfg, CrashingGenerate(backend, after=1), lib, persona, progress=quiet)
+        run_eval(killed, cfg, Crashing(backend, after=1, method="generate"), lib, persona, progress=quiet)
     partial = samples(killed, cfg.eval_id())
     assert 0 < len(partial) < 2 * len(plan(lib, cfg, backend.assistant_name))
     run_eval(killed, cfg, backend, lib, persona, progress=quiet)
