@@ -99,7 +99,8 @@ def findings(cmp: Comparison) -> str:
         text = f"{r.name}{_at(r)} {_n(r.vs_null.heldout)} held-out, {_n(r.vs_null.train)} train-split"
         (clear if r.vs_null.heldout.excludes_zero() or r.vs_null.train.excludes_zero() else unclear).append(text)
     if clear:
-        parts.append("Content effects (vs the null control) with an interval excluding zero: " + "; ".join(clear) + ".")
+        parts.append("Content effects (vs the null control) whose interval excludes zero on at least one split: "
+                     + "; ".join(clear) + ".")
     if unclear:
         parts.append("Content effects not distinguishable from zero at this sample size: " + "; ".join(unclear) + ".")
     mdes = [r.vs_null.mde["heldout"] for r in arms if r.vs_null and not math.isnan(r.vs_null.mde["heldout"])]
@@ -201,8 +202,9 @@ def write_report(folder: Path, title: str, cmp: Comparison, settings: list[str])
         body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
         return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
-    state = "pass" if cmp.interpretable else "fail"
-    checks_html = "".join(f'<p class="check {state}">{html.escape(line)}</p>' for line in checks)
+    # Each line in its own colour: a passed check green, a failed or missing one and the warnings red.
+    checks_html = "".join(f'<p class="check {"pass" if "PASSED" in line else "fail"}">{html.escape(line)}</p>'
+                          for line in checks)
     tables_html = "".join(f"<h2>{html.escape(name)}</h2>" + table_html(tid, header, rows)
                           for (name, header, rows), tid in zip(tables, ("main-table", "levels-table", "budget-table")))
     sections_html = "".join(f"<h2>{html.escape(name)}</h2><ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in lines)
