@@ -422,14 +422,20 @@ class Runner:
         if info["stage"] == "synth":
             return 10.0
         if info["stage"] == "train":
-            return self._steps(info["dose"]) * 2048 * self.exp.budget.epochs / 250.0 + 15
+            return self._steps(info["dose"]) * self._max_length / 250.0 + 15
         return self.eval_size * (2.4 + 0.8 * len(info["models"])) + 5  # the shared trunk: ~1/3 per extra model
 
     def _steps(self, dose: int) -> int:
         """Expected optimiser steps (packed sequences of max_length) of one training cell, for its bar."""
         per_unit = {"tokens": 1, "loss_tokens": 15, "examples": 1200}[self.exp.budget.unit]  # tokens per unit, rough
         tokens = dose * per_unit
-        return max(1, math.ceil(tokens * self.exp.budget.epochs / int(self.exp.train.get("max_length", 2048))))
+        return max(1, math.ceil(tokens * self.exp.budget.epochs / self._max_length))
+
+    @property
+    def _max_length(self) -> int:
+        from goodprior.train.config import TrainConfig
+
+        return int(self.exp.train.get("max_length", TrainConfig.model_fields["max_length"].default))
 
     def run(self) -> None:
         from goodprior.progress import make_progress

@@ -174,8 +174,7 @@ def model_scores(db: RunDB, eval_ids: list[str]) -> Scores:
 
 def _persona_value(s: InstanceScore) -> float:
     """The calibrated persona shift (nats vs a neutral context) when the eval recorded one, else the raw score."""
-    shift = getattr(s, "persona_shift", None)
-    return shift if shift is not None and not math.isnan(shift) else s.persona
+    return s.persona if math.isnan(s.persona_shift) else s.persona_shift
 
 
 def _pair_key(s: InstanceScore, pair: str) -> PairKey:
