@@ -423,12 +423,17 @@ def test_anthropic_tool_use_and_no_scoring(server, opened, monkeypatch):
 from cli_runner import run_cli  # noqa: E402
 
 
+def generate_eval_args(run):
+    """A small generate-mode eval with a judge, through the fake OpenAI-compatible server."""
+    return ["eval", "--model", "openai/fake-model", "--mode", "generate", "--samples", "2", "--max-tokens", "32",
+            "--judge", "openai/fake-judge", "--scenarios", BLACKMAIL, "--split", "all", "--limit", "1", "--out", run]
+
+
 def test_cli_eval_generate_with_judge_and_key_hygiene(server, monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     monkeypatch.setenv("GOODPRIOR_OPENAI_BASE_URL", server.url)
     run = tmp_path / "run"
-    args = ["eval", "--model", "openai/fake-model", "--mode", "generate", "--samples", "2", "--max-tokens", "32",
-            "--judge", "openai/fake-judge", "--scenarios", BLACKMAIL, "--split", "all", "--limit", "1", "--out", run]
+    args = generate_eval_args(run)
     code, out, err = run_cli(monkeypatch, capsys, *args)
     assert code == 0, err
     rows = [json.loads(l) for l in (run / "results.jsonl").read_text().splitlines()]
@@ -484,8 +489,7 @@ def test_a_key_echoed_in_replies_is_redacted_everywhere(server, monkeypatch, cap
     monkeypatch.setenv("GOODPRIOR_OPENAI_BASE_URL", server.url)
     server.echo_key_in_replies = True
     run = tmp_path / "run"
-    args = ["eval", "--model", "openai/fake-model", "--mode", "generate", "--samples", "2", "--max-tokens", "32",
-            "--judge", "openai/fake-judge", "--scenarios", BLACKMAIL, "--split", "all", "--limit", "1", "--out", run]
+    args = generate_eval_args(run)
     code, out, err = run_cli(monkeypatch, capsys, *args)
     assert code == 0, err
     rows = [json.loads(l) for l in (run / "results.jsonl").read_text().splitlines()]

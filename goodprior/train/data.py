@@ -105,8 +105,9 @@ def _take(ids: list[int], mask: list[int], unit: str, room: int) -> int:
     if unit == "tokens":
         return min(len(ids), room)
     if unit == "loss_tokens":
-        loss = sum(mask)
-        return len(ids) if loss <= room else mask.index(1) + room if mask[0] == 0 else room
+        if sum(mask) <= room:
+            return len(ids)
+        return mask.index(1) + room  # a document's loss starts at 0, a chat's after its prompt
     return len(ids)  # examples: whole rows
 
 
