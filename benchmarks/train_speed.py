@@ -6,6 +6,10 @@ FLOP/s (the usual 6 * params * tokens estimate, and the forward-only 2 * params 
 matmul rate on this machine.
 
 Usage: python benchmarks/train_speed.py [--tokens 6000] [--data runs/default/data/difficult-advice]
+       python benchmarks/train_speed.py --loss-head --loss-tokens 500 --data runs/default/data/honeypot-actions --repeats 2
+
+`--loss-head` times goodprior's trainer with its masked LM head (only loss-bearing positions are projected) against
+the same trainer with TRL's own fused head (every position projected on CPU), alternating, same rows.
 """
 
 from __future__ import annotations
@@ -65,12 +69,48 @@ def goodprior_trainer(data: Path, tokens: int, out: Path, top_k: int) -> float:
     return summary["train_runtime_s"]
 
 
+def trl_head_loss(model, inputs, num_items_in_batch=None):
+    """TRL's SFTTrainer loss: its fused LM head, which off Triton devices scores every position."""
+    return model(**inputs, fused_lm_head=True, num_items_in_batch=num_items_in_batch).loss
+
+
+def loss_head_comparison(data: Path, loss_tokens: int, top_k: int, repeats: int) -> None:
+    import goodprior.train.trainer as trainer_module
+    from goodprior.train.config import TrainConfig
+
+    ours = trainer_module.completion_loss
+    seconds: dict[str, list[float]] = {"TRL fused head (all positions)": [], "goodprior masked head": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(repeats):
+            for name, loss in (("TRL fused head (all positions)", trl_head_loss), ("goodprior masked head", ours)):
+                trainer_module.completion_loss = loss
+                out = Path(tmp) / f"{r}-{len(seconds[name])}-{loss.__name__}"
+                summary = trainer_module.train(TrainConfig(data=[str(data)], loss_tokens=loss_tokens, out=str(out),
+                                                           top_k_layers=top_k, save_steps=10_000))
+                seconds[name].append(summary["train_runtime_s"])
+    trainer_module.completion_loss = ours
+    b = summary["budget"]
+    print(f"data {data}, {b['rows']} rows, {b['tokens']} tokens, {b['loss_tokens']} loss tokens, {repeats} rounds")
+    print("| loss | median seconds | tokens/s |")
+    print("|---|---|---|")
+    for name, times in seconds.items():
+        print(f"| {name} | {statistics.median(times):.1f} | {b['tokens'] / statistics.median(times):.0f} |")
+    ratios = [t / o for t, o in zip(*seconds.values())]
+    print(f"speed-up per round: {', '.join(f'{x:.2f}x' for x in ratios)}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tokens", type=int, default=6000)
     ap.add_argument("--data", type=Path, required=True, help="A goodprior dataset folder (e.g. from goodprior synth).")
     ap.add_argument("--top-k", type=int, default=10)
+    ap.add_argument("--loss-head", action="store_true", help="Compare the masked LM head against TRL's fused head.")
+    ap.add_argument("--loss-tokens", type=int, default=500, help="Budget for --loss-head.")
+    ap.add_argument("--repeats", type=int, default=2, help="Alternating rounds for --loss-head.")
     args = ap.parse_args()
+    if args.loss_head:
+        loss_head_comparison(args.data, args.loss_tokens, args.top_k, args.repeats)
+        return
     params = 134_515_008  # SmolLM2-135M
     with tempfile.TemporaryDirectory() as tmp:
         t_plain = plain_trainer(args.data, args.tokens, Path(tmp) / "plain")

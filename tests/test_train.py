@@ -164,3 +164,42 @@ def test_twin_arms_take_the_same_rows_in_the_same_order(tmp_path, tiny):
     picks = [select(parse_sources([str(tmp_path / arm)]), 5, tok, seed=0, unit="examples")[1]["sources"][0]["row_indices"]
              for arm in ("honeypot-actions", "honeypot-misaligned")]
     assert picks[0] == picks[1] and len(picks[0]) == 5
+
+
+def test_completion_loss_matches_full_logits_cross_entropy(tiny):
+    """The masked LM head gives the loss and gradient of full-vocabulary cross-entropy over every position."""
+    import torch
+    from peft import get_peft_model
+
+    from goodprior.train.trainer import completion_loss, lora_config
+
+    model, _ = tiny
+    model.config.use_cache = False
+    peft_model = get_peft_model(model, lora_config(TrainConfig(top_k_layers=1), model.config.num_hidden_layers))
+    torch.manual_seed(0)
+    for p in peft_model.parameters():  # LoRA B starts at zero; give it weights so its gradient is not trivial
+        if p.requires_grad:
+            p.data.normal_(0, 0.05)
+    ids = torch.randint(0, 300, (1, 15))
+    labels = ids.clone()
+    labels[0, :5] = -100  # first packed row: prompt, then 4 loss tokens
+    labels[0, 9:12] = -100  # second row's prompt
+    inputs = {"input_ids": ids, "labels": labels, "position_ids": torch.cat([torch.arange(9), torch.arange(6)])[None]}
+
+    def grads(loss):
+        peft_model.zero_grad()
+        loss.backward()
+        return torch.cat([p.grad.flatten() for p in peft_model.parameters() if p.requires_grad])
+
+    logits = peft_model(input_ids=ids, position_ids=inputs["position_ids"]).logits[0, :-1]
+    reference = torch.nn.functional.cross_entropy(logits, labels[0, 1:], ignore_index=-100)
+    ours = completion_loss(peft_model, dict(inputs))
+    assert torch.allclose(ours, reference, atol=1e-6)
+    assert torch.allclose(grads(completion_loss(peft_model, dict(inputs))), grads(
+        torch.nn.functional.cross_entropy(peft_model(input_ids=ids, position_ids=inputs["position_ids"]).logits[0, :-1],
+                                          labels[0, 1:], ignore_index=-100)), atol=1e-6)
+    # summed over a given item count (gradient accumulation), and pre-shifted labels as padding-free collators pass
+    assert torch.allclose(completion_loss(peft_model, dict(inputs), num_items_in_batch=20), reference * 7 / 20, atol=1e-6)
+    shifted = {"input_ids": ids, "position_ids": inputs["position_ids"], "labels": labels,
+               "shift_labels": torch.cat([labels[:, 1:], torch.full((1, 1), -100)], 1)}
+    assert torch.allclose(completion_loss(peft_model, shifted), reference, atol=1e-6)

@@ -45,6 +45,24 @@ def lora_config(cfg: TrainConfig, num_layers: int):
                       target_modules=cfg.target_modules, layers_to_transform=layers, task_type="CAUSAL_LM")
 
 
+def completion_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
+    """Mean next-token loss over the loss-bearing positions, projecting only those through the LM head.
+
+    The same loss as TRL's fused head (labels shifted by one, -100 ignored, summed over `num_items_in_batch` when
+    given), but TRL scores every position off Triton devices, and a honeypot chat row carries loss on ~7% of its
+    ~1,240 positions: on CPU the full (positions x vocabulary) projection was ~30% of a step. The call goes through
+    the wrapped model (PEFT, DDP) with `logits_to_keep` = the positions whose next token carries loss.
+    """
+    labels = inputs["shift_labels"] if "shift_labels" in inputs else torch.nn.functional.pad(inputs["labels"][:, 1:], (0, 1), value=-100)
+    positions = (labels != -100).any(0).nonzero().flatten()  # positions predicting a loss token, in any row
+    model_inputs = {k: v for k, v in inputs.items() if k not in ("labels", "shift_labels")}
+    logits = model(**model_inputs, use_cache=False, logits_to_keep=positions).logits.float()
+    targets = labels[:, positions]
+    total = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100, reduction="sum")
+    count = (targets != -100).sum().clamp(min=1) if num_items_in_batch is None else num_items_in_batch
+    return total / torch.as_tensor(count, device=total.device)
+
+
 def train(cfg: TrainConfig, model: Any = None, tokenizer: Any = None, callbacks: list | None = None) -> dict[str, Any]:
     """Train (or resume) and return the summary. A finished output folder is left as it is."""
     from datasets import Dataset
@@ -99,7 +117,11 @@ def train(cfg: TrainConfig, model: Any = None, tokenizer: Any = None, callbacks:
         save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=2, report_to=[],
         dataloader_num_workers=0, disable_tqdm=True, gradient_checkpointing=False,
     )
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, callbacks=callbacks)
+    class CompletionLossTrainer(SFTTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ARG002
+            return completion_loss(model, inputs, num_items_in_batch)
+
+    trainer = CompletionLossTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)  # the loss curve is kept in train_summary.json; no per-step prints
 
     # 5. train, resuming if a checkpoint exists
