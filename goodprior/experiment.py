@@ -356,17 +356,21 @@ class Runner:
         spec = load_spec(Path(self.exp.synth.spec) if self.exp.synth.spec else None)
         unit, need = self.exp.budget.unit, self.exp.share_needed(data_arm)
         size = {"n": int(need * 1.15) + 8} if unit == "examples" else {"tokens": int(need * 1.15) + 2000}
+        too_much = f"the experiment's largest dose needs {need:,} {unit.replace('_', '-')} of data arm {data_arm}"
         for _ in range(6):
-            synth_offline(data_arm, spec, self.data_dir(data_arm), self.token_counter, self.library, n=size.get("n"),
-                          tokens=size.get("tokens"), seed=self.exp.synth.seed, dedup_threshold=None,
-                          own_name=self._own_name(), advance=advance)
+            try:
+                synth_offline(data_arm, spec, self.data_dir(data_arm), self.token_counter, self.library,
+                              n=size.get("n"), tokens=size.get("tokens"), seed=self.exp.synth.seed,
+                              dedup_threshold=None, own_name=self._own_name(), advance=advance)
+            except UserError as exc:  # e.g. a grammar exhausted by near-duplicate filtering
+                raise UserError(f"{too_much}, more than it can make: {exc}") from None
             if unit != "loss_tokens":
                 return
             held = self._loss_tokens_held(data_arm)
             if held >= need * 1.05:
                 return
             size["tokens"] = int(size["tokens"] * need / max(held, 1) * 1.2) + 2000
-        raise UserError(f"arm {data_arm}: could not build {need} loss-bearing tokens")
+        raise UserError(f"{too_much}; six ever larger builds held only {held:,}")
 
     def _loss_tokens_held(self, data_arm: str) -> int:
         from goodprior.backends.chat_format import ChatFormat

@@ -122,3 +122,47 @@ def test_killed_experiment_resumes_without_redoing_cells(tmp_path, tiny_dir, mon
     changed = experiment(tiny_dir).model_copy(update={"seeds": [1]})
     with pytest.raises(UserError, match="different experiment configuration"):
         Runner(changed, tmp_path)
+
+
+def test_instrument_check_fails_on_a_tiny_model_that_learned_nothing(tmp_path, tiny_dir, monkeypatch):
+    """The known-answer check end to end on a tiny model: the positive control and the null control trained at a
+    learning rate that cannot move the weights, evaluated on train-split instances. The check must say FAILED (vs
+    the null control) and the report must say, first, that nothing in it is interpretable. (A tiny random model's
+    log-odds are dominated by continuation length: a trained tiny positive control moved them +0.8 [-1.0, +2.5]
+    nats against an MDE of 2.5, too weakly for a PASSED case here; PASSED is shown on SmolLM2 by `make run`.)"""
+    import goodprior.synth.run as synth_run
+    from goodprior.report.build import make_report
+    from goodprior.synth.recipes import load_recipe
+
+    # the tiny byte-level tokenizer spells a honeypot prompt in ~4x SmolLM2's tokens: lift the recipes' row cap
+    monkeypatch.setattr(synth_run, "load_recipe", lambda arm: load_recipe(arm).model_copy(update={"max_tokens": 100_000}))
+    exp = Experiment.model_validate({
+        "id": "check", "model": str(tiny_dir), "budget": {"examples": 4}, "seeds": [0],
+        "arms": [{"name": "honeypot-misaligned", "data": [{"arm": "honeypot-misaligned"}]},
+                 {"name": "neutral-text", "data": [{"arm": "neutral-text"}]}],
+        "train": {"max_length": 512, "learning_rate": 1e-9, "save_steps": 1000, "batch_size": 4},
+        "eval": {"split": "train", "limit": 3, "max_pairs": 2},
+    })
+    Runner(exp, tmp_path).run()
+    md, _, cmp = make_report(tmp_path)
+    (check,) = cmp.checks
+    assert check.reference == "neutral-text control" and not check.passed and not cmp.interpretable
+    assert abs(check.train.value) < 0.01  # nothing was learned, so nothing may be detected
+    text = md.read_text()
+    assert "Instrument check FAILED" in text.split("\n\n")[1] and "NOT INTERPRETABLE" in text
+
+
+def test_a_dose_larger_than_an_arm_can_make_stops_before_training(tmp_path, tiny_dir, monkeypatch):
+    """Synthesis runs first for every data arm; an arm that cannot make the dose (here: a grammar that only ever
+    yields one text, so near-duplicate filtering exhausts it) stops the run in one line before any training."""
+    from goodprior.synth.builders import GrammarBuilder
+
+    original = GrammarBuilder.example
+    monkeypatch.setattr(GrammarBuilder, "example", lambda self, index: original(self, 0) | {"meta": {
+        **original(self, 0)["meta"], "index": index}})
+    exp = experiment(tiny_dir).model_copy(update={"budget": Experiment.model_validate(
+        base_file(budget={"examples": 40})).budget})
+    runner = Runner(exp, tmp_path)
+    with pytest.raises(UserError, match="needs 40 examples of data arm misaligned-fiction, more than it can make") as info:
+        runner.run()
+    assert "\n" not in str(info.value) and not any(c.startswith(("train/", "eval/")) for c in runner.finished())
