@@ -510,3 +510,32 @@ def test_anthropic_echoed_key_is_redacted(server, opened, monkeypatch):
     opened(b)
     text = b.generate([chat()])[0][0]
     assert "proxy saw [REDACTED]" in text and KEY not in text
+
+
+def test_a_server_slower_than_the_timeout_is_announced_then_named(server, opened):
+    """The silent-stall case: every request outlives the timeout. Each retry is announced (rate-limited, no key),
+    and the final line names the variable to raise."""
+    notices: list[str] = []
+    server.script = [("sleep", 0.5)] * 10
+    backend = make(server, opened, timeout=0.2, retries=2)
+    backend.engine.notify = notices.append
+    with pytest.raises(UserError) as err:
+        backend.generate([chat()])
+    assert server.count("chat") == 3
+    assert len(notices) == 1 and "timed out after 0.2 s; retry 1 of 2 in" in notices[0]  # the second is counted
+    message = str(err.value)
+    assert "timed out after 0.2 s on all 3 attempts" in message and "raise GOODPRIOR_HTTP_TIMEOUT" in message
+    assert "\n" not in message
+
+
+def test_retry_notices_count_the_ones_they_held_back(server, opened, monkeypatch):
+    import goodprior.backends.http as http
+
+    notices: list[str] = []
+    engine = make(server, opened).engine
+    engine.notify = notices.append
+    for n in range(3):
+        engine._announce(f"retry {n}")
+    monkeypatch.setattr(http, "NOTICE_EVERY", 0.0)
+    engine._announce("retry 3")
+    assert notices == ["goodprior: retry 0", "goodprior: retry 3 (+2 more retries since the last notice)"]

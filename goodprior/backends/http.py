@@ -16,9 +16,11 @@ import asyncio
 import email.utils
 import hashlib
 import json
+import math
 import os
 import random
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -31,6 +33,7 @@ from goodprior.errors import UserError
 from goodprior.fsutil import user_cache_root
 
 RETRY_AFTER_MAX = 120.0  # never sleep longer than this on a server's Retry-After
+NOTICE_EVERY = 10.0  # at most one retry notice per engine in this many seconds (the rest are counted)
 RETRY_STATUSES = (408, 429)  # plus every 5xx (Anthropic's 529 "overloaded" included)
 REDACTED = "[REDACTED]"
 MIN_SECRET = 8  # shorter "keys" (test placeholders) would blank out ordinary words in replies
@@ -161,17 +164,24 @@ OnHttpError = Callable[[int, str, Call], Exception]
 CheckBody = Callable[[dict, Call], None]
 
 
+def to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 class HttpEngine:
-    """POSTs JSON with bounded concurrency, retries and caching; see the module docstring."""
+    """POSTs JSON with bounded concurrency, retries and caching; see the module docstring. Retries are announced as
+    they happen through `notify` (one line, at most every NOTICE_EVERY seconds, counting the ones in between), so a
+    slow or failing server is never a silent stall."""
 
     def __init__(self, label: str, headers: dict[str, str], options: HttpOptions, on_http_error: OnHttpError,
-                 check_body: CheckBody, secrets: Iterable[str | None] = ()):
+                 check_body: CheckBody, secrets: Iterable[str | None] = (), notify: Callable[[str], None] = to_stderr):
         try:
             import httpx  # noqa: F401  (an optional dependency: fail here, in one line, not in the loop thread)
         except ImportError:
             raise UserError("the API backends need httpx: pip install 'goodprior[api]'") from None
         self.label, self.headers, self.options, self.on_http_error = label, headers, options, on_http_error
-        self.check_body = check_body
+        self.check_body, self.notify = check_body, notify
+        self._last_notice, self._unannounced = -math.inf, 0
         self.secrets = sorted({s for s in secrets if s and len(s) >= MIN_SECRET}, key=len, reverse=True)
         self.cache = ResponseCache(options.cache_dir) if options.cache_dir else None
         self._lock = threading.Lock()
@@ -276,10 +286,28 @@ class HttpEngine:
                         self.cache.put(key, body)
                     return body
             if attempt == attempts:
-                raise UserError(f"{where}: {problem}; gave up after {attempts} attempt{'s' * (attempts > 1)} "
+                tries = f"{attempts} attempt{'s' * (attempts > 1)}"
+                if problem.startswith("timed out"):
+                    raise UserError(f"{where}: timed out after {opts.timeout:g} s on all {tries}: the server is "
+                                    f"slower than the timeout for these requests; raise GOODPRIOR_HTTP_TIMEOUT "
+                                    f"(seconds per request, now {opts.timeout:g})")
+                raise UserError(f"{where}: {problem}; gave up after {tries} "
                                 "(retry later, or raise GOODPRIOR_HTTP_RETRIES / GOODPRIOR_HTTP_TIMEOUT)")
-            await asyncio.sleep(wait if wait is not None else self._backoff(attempt))
+            delay = wait if wait is not None else self._backoff(attempt)
+            self._announce(f"{where}: {problem}; retry {attempt} of {opts.retries} in {delay:.1f} s")
+            await asyncio.sleep(delay)
         raise AssertionError("unreachable")
+
+    def _announce(self, line: str) -> None:
+        """One retry notice now, unless one went out less than NOTICE_EVERY seconds ago (then it is counted)."""
+        now = time.monotonic()
+        if now - self._last_notice < NOTICE_EVERY:
+            self._unannounced += 1
+            return
+        more = f" (+{self._unannounced} more retr{'ies' if self._unannounced > 1 else 'y'} since the last notice)" \
+            if self._unannounced else ""
+        self._last_notice, self._unannounced = now, 0
+        self.notify(f"goodprior: {self.redact(line)}{more}")
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with jitter: half fixed, half random, so parallel retries spread out."""
