@@ -65,12 +65,14 @@ def settings_lines(db: RunDB, exp_config: dict, models: list[Model], cmp: Compar
     base = cmp.arms[0]
     stage = lambda prefix: sum(v for k, v in cells.items() if k.startswith(prefix))
     return [
-        f"experiment {exp_config['id']} v{exp_config['version']}, model {exp_config['model']}, seeds {exp_config['seeds']}",
+        f"experiment {exp_config['id']} v{exp_config['version']}, model {exp_config['model']}, seeds {exp_config['seeds']}"
+        + "".join(f"; {a['name']}: seeds {a['seeds']}" for a in exp_config["arms"] if a.get("seeds")),
         f"budget: exactly {', '.join(f'{d:,}' for d in budget[unit])} {unit.replace('_', '-')} per arm, "
         f"{budget['epochs']} epoch(s); LoRA settings {json.dumps(exp_config['train'])}",
         f"evaluation: log-prob mode, split {ev.get('split', 'heldout')}, limit {ev.get('limit')} pressured instances "
         f"(plus their controls and name-swapped twins), first {ev.get('max_pairs') or 'all'} matched pairs per instance: "
-        f"{base.n_heldout} held-out and {base.n_train} train-split instances per model, {len(models)} models",
+        f"{base.n_heldout} held-out and {base.n_train} train-split instances per model, {len(models)} models "
+        f"({sum(len(m.eval_ids) for m in models)} evaluations: one per seed)",
         f"time: {sum(cells.values()) / 60:.1f} min over {len(cells)} finished cells "
         f"(synth {stage('synth'):.0f} s, train {stage('train'):.0f} s, eval {stage('eval'):.0f} s)",
     ]

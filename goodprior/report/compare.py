@@ -20,7 +20,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from statistics import mean, pstdev
+from statistics import mean, stdev
 from typing import Any
 
 from goodprior.analysis import InstanceScore, find_saturated, instance_scores
@@ -326,7 +326,8 @@ def compare(db: RunDB, models: list[Model], unit: str | None = None, saturation_
 
 
 def seed_sd(values: list[float]) -> float:
-    return pstdev(values) if len(values) > 1 else float("nan")
+    """Sample standard deviation over seeds (n - 1): the spread to expect between two runs that differ in seed."""
+    return stdev(values) if len(values) > 1 else float("nan")
 
 
 def as_json(cmp: Comparison) -> dict[str, Any]:
