@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from goodprior.errors import UserError
+from goodprior.errors import BackendError, UserError
 from goodprior.fsutil import user_cache_root
 
 RETRY_AFTER_MAX = 120.0  # never sleep longer than this on a server's Retry-After
@@ -288,11 +288,12 @@ class HttpEngine:
             if attempt == attempts:
                 tries = f"{attempts} attempt{'s' * (attempts > 1)}"
                 if problem.startswith("timed out"):
-                    raise UserError(f"{where}: timed out after {opts.timeout:g} s on all {tries}: the server is "
-                                    f"slower than the timeout for these requests; raise GOODPRIOR_HTTP_TIMEOUT "
-                                    f"(seconds per request, now {opts.timeout:g})")
-                raise UserError(f"{where}: {problem}; gave up after {tries} "
-                                "(retry later, or raise GOODPRIOR_HTTP_RETRIES / GOODPRIOR_HTTP_TIMEOUT)")
+                    raise BackendError(f"{where}: timed out after {opts.timeout:g} s on all {tries}: the server is "
+                                       f"slower than the timeout for these requests; raise GOODPRIOR_HTTP_TIMEOUT "
+                                       f"(seconds per request, now {opts.timeout:g})", transient=True)
+                raise BackendError(f"{where}: {problem}; gave up after {tries} "
+                                   "(retry later, or raise GOODPRIOR_HTTP_RETRIES / GOODPRIOR_HTTP_TIMEOUT)",
+                                   transient=True)
             delay = wait if wait is not None else self._backoff(attempt)
             self._announce(f"{where}: {problem}; retry {attempt} of {opts.retries} in {delay:.1f} s")
             await asyncio.sleep(delay)

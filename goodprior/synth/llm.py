@@ -4,7 +4,9 @@ Per item: draft -> critique -> revise, with the spec principle in context. Honey
 model's own reply to the scenario (for deliberation, with an injected "reason about your values" system note that
 is removed from the saved example: context distillation) and keep it only if the rule gates call its action
 aligned. Items run concurrently, every finished item is saved in a SQLite work file beside the output, and a
-restart continues from there. Backend errors are retried with exponential backoff, then recorded as failed.
+restart continues from there. Retries live in one layer, the backend's (the HTTP engine's backoff): an item whose
+retries ran out (`BackendError(transient=True)`) is recorded as failed and the build goes on, and a later run tries
+it again; a permanent backend error (a wrong key, an unknown model) stops the build in one line.
 """
 
 from __future__ import annotations
@@ -12,13 +14,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from goodprior.backends.base import Backend
-from goodprior.errors import UserError
+from goodprior.errors import BackendError
 from goodprior.fsutil import write_text_atomic
 from goodprior.measure.grading import gate_grade
 from goodprior.measure.parse import parse_tool_calls
@@ -76,9 +77,9 @@ class LLMWriter:
     """Renders one plan with the backend; returns (row or None, status reason, (prompt tokens, completion tokens))."""
 
     def __init__(self, recipe: Recipe, spec: Spec, builder: GrammarBuilder | HoneypotBuilder, backend: Backend,
-                 library: Library, retries: int = 3, backoff: float = 1.0, temperature: float = 0.8):
+                 library: Library, temperature: float = 0.8):
         self.recipe, self.spec, self.builder, self.backend = recipe, spec, builder, backend
-        self.library, self.retries, self.backoff, self.temperature = library, retries, backoff, temperature
+        self.library, self.temperature = library, temperature
         self.usage = [0, 0]
 
     def ask(self, system: str, user: str, max_tokens: int = 900, temperature: float | None = None) -> str:
@@ -88,18 +89,7 @@ class LLMWriter:
     def ask_conv(self, conv: Conversation, max_tokens: int, temperature: float | None = None) -> str:
         req = GenerateRequest(conv, n=1, temperature=self.temperature if temperature is None else temperature,
                               max_tokens=max_tokens)
-        delay = self.backoff
-        for attempt in range(self.retries + 1):
-            try:
-                text = self.backend.generate([req])[0][0]
-                break
-            except UserError:
-                raise
-            except Exception:  # transient backend failure: back off and retry, then give up on this item
-                if attempt == self.retries:
-                    raise
-                time.sleep(delay)
-                delay *= 2
+        text = self.backend.generate([req])[0][0]
         prompt = conv.system + "".join(m["content"] for m in conv.messages)
         self.usage[0] += self.backend.count_tokens(prompt)
         self.usage[1] += self.backend.count_tokens(text)
@@ -159,7 +149,7 @@ class LLMWriter:
 
 
 def llm_build(req: BuildRequest, builder: GrammarBuilder | HoneypotBuilder, backend: Backend, library: Library,
-              counter: TokenCounter, *, concurrency: int = 4, advance=lambda n: None, backoff: float = 1.0,
+              counter: TokenCounter, *, concurrency: int = 4, advance=lambda n: None,
               price_per_mtok: tuple[float, float] = (0.0, 0.0)) -> dict:
     """Build one arm with an LLM writer; resumable through the work file beside `req.out`."""
     if not backend.thread_safe:
@@ -170,14 +160,14 @@ def llm_build(req: BuildRequest, builder: GrammarBuilder | HoneypotBuilder, back
     def run_one(index: int) -> None:
         if (done := store.get(index)) is not None and done[0] in ("ok", "rejected"):
             return
-        writer = LLMWriter(req.recipe, req.spec, builder, backend, library, backoff=backoff)
+        writer = LLMWriter(req.recipe, req.spec, builder, backend, library)
         try:
             row, reason = writer.item(index)
             status = "ok" if row else "rejected"
-        except UserError:
-            raise
-        except Exception as exc:  # retries exhausted: record it; a later run tries again
-            row, status, reason = None, "failed", f"{type(exc).__name__}: {exc}"[:300]
+        except BackendError as exc:
+            if not exc.transient:
+                raise
+            row, status, reason = None, "failed", str(exc)[:300]  # retries ran out: a later run tries it again
         store.put(index, status, row, reason, tuple(writer.usage))
 
     def make_rows(indices: range) -> list[dict | None]:
