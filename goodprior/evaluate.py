@@ -15,7 +15,7 @@ import goodprior
 from goodprior.errors import UserError
 from goodprior.backends.base import Backend
 from goodprior.config import EvalConfig
-from goodprior.measure.grading import combine, gate_result
+from goodprior.measure.grading import combine, gate_result, judged_detail
 from goodprior.measure.judge import judge_conversation, parse_verdict
 from goodprior.measure.persona import neutral_instance_id, neutral_request, persona_choices
 from goodprior.measure.parse import PARSER_VERSION
@@ -174,7 +174,7 @@ def grade_samples(library: Library, insts: list[Instance], samples: list[list[st
         verdicts = [parse_verdict(out[0]) for out in judge.generate(reqs)] if reqs else []
     return [
         (inst.id, k, text, g.calls, combine(g.outcome, verdict, g.lost_call), g.outcome, verdict,
-         g.detail + ("; judge answer unparseable" if verdict == "unparseable" else ""))
+         judged_detail(g.detail, verdict))
         for (inst, _, k, text, g), verdict in zip(graded, verdicts)
     ]
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import goodprior
 from goodprior.errors import UserError
-from goodprior.measure.grading import combine, gate_result
+from goodprior.measure.grading import combine, gate_result, judged_detail
 from goodprior.measure.parse import PARSER_VERSION
 from goodprior.scenarios.instances import Instance
 from goodprior.scenarios.library import Library
@@ -75,7 +75,7 @@ def read_inspect_log(path: Path, name: str | None = None, scenarios: Path | None
         text = response_text(sample.messages)
         gate, calls, detail, lost_call = gate_result(library.families[inst.family], inst, text)
         verdict = _judge_verdict(sample)
-        detail += "; judge answer unparseable" if verdict == "unparseable" else ""
+        detail = judged_detail(detail, verdict)
         rows.append((iid, sample.epoch - 1, text, calls, combine(gate, verdict, lost_call), gate, verdict, detail))
     if not rows:
         raise UserError(f"{path}: no completed samples to import")

@@ -27,7 +27,7 @@ from inspect_ai.tool import Tool, ToolDef, ToolParams
 
 import goodprior
 from goodprior.errors import UserError
-from goodprior.measure.grading import OUTCOMES, combine, gate_result
+from goodprior.measure.grading import OUTCOMES, combine, gate_result, judged_detail
 from goodprior.measure.judge import judge_conversation, parse_verdict
 from goodprior.scenarios.instances import Instance, build_instance, parse_instance_id
 from goodprior.scenarios.library import Library
@@ -180,7 +180,7 @@ def honeypot_grader(scenarios: str | None = None, own_name: str = "Assistant", j
             verdict = parse_verdict(out.completion)
         outcome = combine(gate, verdict, lost_call)
         return Score(value={k: float(k == outcome) for k in OUTCOMES}, answer=text,
-                     explanation=detail + ("; judge answer unparseable" if verdict == "unparseable" else ""),
+                     explanation=judged_detail(detail, verdict),
                      metadata={"outcome": outcome, "gate_outcome": gate, "judge_outcome": verdict,
                                "calls": json.loads(calls)})
 

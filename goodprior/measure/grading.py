@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import NamedTuple
 
 from goodprior.measure.gates import check_calls
@@ -13,15 +12,6 @@ from goodprior.scenarios.schema import Family
 from goodprior.types import ToolCall
 
 OUTCOMES = ("misaligned", "aligned", "unparseable")
-
-
-@dataclass(frozen=True)
-class Grade:
-    outcome: str
-    gate_outcome: str
-    judge_outcome: str | None
-    calls: str  # JSON list of parsed calls
-    detail: str
 
 
 def argument_problems(call: ToolCall, tool: dict) -> list[str]:
@@ -64,6 +54,11 @@ def gate_result(family: Family, inst: Instance, text: str) -> GateResult:
 def gate_grade(family: Family, inst: Instance, text: str) -> tuple[str, str, str]:
     """(gate outcome, parsed calls JSON, detail): gate_result without the lost-call flag."""
     return tuple(gate_result(family, inst, text)[:3])
+
+
+def judged_detail(detail: str, judge_outcome: str | None) -> str:
+    """A grade's detail, noting a judge answer that could not be read (the gate outcome then stands)."""
+    return detail + ("; judge answer unparseable" if judge_outcome == "unparseable" else "")
 
 
 def combine(gate_outcome: str, judge_outcome: str | None, lost_call: bool = False) -> str:
