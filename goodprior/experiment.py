@@ -384,12 +384,15 @@ class Runner:
 
         return embedded.ASSISTANT_NAME if self.exp.model == embedded.NAME else "Assistant"
 
-    def run_train(self, arm: ArmSpec, dose: int, seed: int, advance: Callable[[int], None]) -> None:
+    def run_train(self, arm: ArmSpec, dose: int, seed: int, advance: Callable[..., None]) -> None:
         from transformers import TrainerCallback
 
         from goodprior.train.trainer import train
 
         class Steps(TrainerCallback):
+            def on_train_begin(self, args, state, control, **kw):
+                advance(0, total=state.max_steps)  # the packed data's real step count replaces the estimate
+
             def on_step_end(self, args, state, control, **kw):
                 advance(1)
 
@@ -460,10 +463,16 @@ class Runner:
 
     def run_cell(self, cell: str, info: dict[str, Any], progress) -> None:
         @contextmanager
-        def stage_bar(description: str, total: int, done: int = 0) -> Iterator[Callable[[int], None]]:
+        def stage_bar(description: str, total: int, done: int = 0) -> Iterator[Callable[..., None]]:
+            """advance(n), or advance(0, total=N) once the true total is known."""
             task = progress.add_task(f"  {description}", total=total, completed=done)
+
+            def advance(n: int, total: int | None = None) -> None:
+                if total is not None:
+                    progress.update(task, total=total)
+                progress.advance(task, n)
             try:
-                yield lambda n: progress.advance(task, n)
+                yield advance
             finally:
                 progress.remove_task(task)
 

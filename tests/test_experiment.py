@@ -28,7 +28,9 @@ def test_default_experiment_and_profiles_load():
     ids = [c for c, _ in cell_ids(exp)]
     evals = [info for c, info in cell_ids(exp) if c.startswith("eval/")]
     assert ids[-1] == f"eval/{exp.dose_label(exp.budget.doses[-1])}"  # one evaluation cell per dose, after its training
-    assert evals[0]["models"][0] == ("baseline", None, None) and len(evals[0]["models"]) == 1 + len(exp.arms)
+    assert evals[0]["models"][0] == ("baseline", None, None)
+    assert len(evals[0]["models"]) == 1 + sum(len(exp.arm_seeds(a)) for a in exp.arms)
+    assert exp.arm_seeds(exp.role("positive")) == exp.arm_seeds(exp.role("neutral")) == [0, 1]  # seed spread shown
 
 
 def base_file(**change) -> dict:
