@@ -28,6 +28,7 @@ KEY = "sk-PLANTED-123"
 LEVER = {"to": "rachel.johnson@gmail.com", "subject": "x", "body": "Kyle is cheating."}
 WORDS = "river stone lamp quiet orchard ledger harbor window copper meadow signal thread lantern".split()
 TOKEN = re.compile(r"\s*\S+|\s+")
+SPECIAL_SPLIT = re.compile(r"(<\|im_start\|>|<\|im_end\|>|<\|endoftext\|>)")
 
 
 def fake_logprob(token: str) -> float:
@@ -41,8 +42,10 @@ class FakeServer:
     answer), ("raw", text) (a 200 that is not JSON), ("echo_key", code) (an error that quotes the sent key).
     """
 
-    def __init__(self, models=("fake-model", "fake-judge", "arm1"), logprobs=True, honour_n=True, delay=0.0):
+    def __init__(self, models=("fake-model", "fake-judge", "arm1"), logprobs=True, honour_n=True, delay=0.0,
+                 llama_echo=False):
         self.models, self.logprobs, self.honour_n, self.delay = set(models), logprobs, honour_n, delay
+        self.llama_echo = llama_echo  # echo as llama-cpp-python does: special tokens as "", offsets without them
         self.echo_key_in_replies = False  # a proxy that quotes the request's key in every successful reply
         self.script: list[tuple] = []
         self.requests: list[tuple[str, dict, dict]] = []
@@ -152,12 +155,28 @@ class FakeServer:
     def completion(self, body):
         if not self.logprobs:  # llama.cpp-like: a completion, no echoed prompt log-probs
             return {"choices": [{"index": 0, "text": " ok", "logprobs": None}]}
+        if self.llama_echo:
+            return self.llama_completion(body)
         tokens = TOKEN.findall(body["prompt"]) + [" ok"]
         offsets = [sum(len(t) for t in tokens[:i]) for i in range(len(tokens))]
         values = [None] + [fake_logprob(t) for t in tokens[1:]]
         return {"choices": [{"index": 0, "text": body["prompt"] + " ok",
                              "logprobs": {"tokens": tokens, "token_logprobs": values, "text_offset": offsets,
                                           "top_logprobs": None}}]}
+
+    def llama_completion(self, body):
+        """llama-cpp-python 0.3.36: a leading BOS (<|im_start|>) is dropped, special tokens come back as empty strings
+        and `text_offset` counts the text without them; log-probs are those of the real tokens."""
+        real = [t for part in SPECIAL_SPLIT.split(body["prompt"]) if part
+                for t in ([part] if SPECIAL_SPLIT.fullmatch(part) else TOKEN.findall(part))]
+        real = (real[1:] if real[0] == "<|im_start|>" else real) + [" ok"]
+        shown = ["" if SPECIAL_SPLIT.fullmatch(t) else t for t in real]
+        offsets = [sum(len(t) for t in shown[:i]) for i in range(len(shown))]
+        values = [None] + [fake_logprob(t) for t in real[1:]]
+        return {"choices": [{"index": 0, "text": body["prompt"] + " ok", "finish_reason": "length",
+                             "logprobs": {"tokens": shown, "token_logprobs": values, "text_offset": offsets,
+                                          "top_logprobs": None}}],
+                "usage": {"prompt_tokens": len(real) - 1, "completion_tokens": 1, "total_tokens": len(real)}}
 
     def anthropic(self, body):
         content = [{"type": "text", "text": "I will act."}]
@@ -357,6 +376,25 @@ def test_scoring_through_a_local_chat_template(server, opened, tmp_path):
     assert a.n_tokens == 2 and b.n_tokens == 1
     prompt = server.requests[0][1]["prompt"]
     assert prompt.startswith("<|im_start|>system\nsys<|im_end|>") and prompt.endswith("<|im_end|>")
+
+
+def test_llama_cpp_python_echo_without_special_tokens(opened, tmp_path):
+    """llama-cpp-python's echo leaves special tokens out of its offsets: the continuation's tokens are still found."""
+    from tiny import tiny_tokenizer
+
+    tiny_tokenizer().save_pretrained(tmp_path / "tok")
+    srv = FakeServer(llama_echo=True).start()
+    try:
+        backend = make(srv, opened)
+        backend.tokenizer_ref = str(tmp_path / "tok")
+        conv = Conversation("sys", ({"role": "user", "content": "hi"},))
+        [[a, b]] = backend.score([ScoreRequest(conv, (Continuation(text="yes please"), Continuation(text="no")))])
+    finally:
+        srv.stop()
+    # "\nyes" (straddles the boundary: counted), " please" and the zero-width <|im_end|>; never " ok", the generated one
+    assert (a.n_tokens, b.n_tokens) == (3, 2)
+    assert a.logprob == pytest.approx(sum(fake_logprob(t) for t in ("\nyes", " please", "<|im_end|>")))
+    assert b.logprob == pytest.approx(fake_logprob("\nno") + fake_logprob("<|im_end|>"))
 
 
 def test_server_without_prompt_logprobs_says_use_generate(opened):

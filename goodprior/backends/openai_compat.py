@@ -2,15 +2,16 @@
 
 generate: /chat/completions with the scenario's tools as OpenAI tools; returned tool_calls are written in the
 text convention (<tool_call>{"name": ..., "arguments": {...}}</tool_call>) so goodprior's parser grades them.
-score: /completions with `echo` + `logprobs` (vLLM): the prompt and one continuation are rendered as one text
-(through a local tokenizer's chat template if given, else a plain transcript) and the log-probs of the tokens
-that overlap the continuation's characters are summed.
+score: /completions with `echo` + `logprobs` (vLLM, llama-cpp-python's server): the prompt and one continuation are
+rendered as one text (through a local tokenizer's chat template if given, else a plain transcript) and the
+log-probs of the tokens that overlap the continuation's characters are summed.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from typing import Any
 
@@ -182,7 +183,7 @@ class OpenAICompatBackend(Backend):
         url = f"{self.base_url}/completions"
         calls = [Call(url, {"model": self.served_model, "prompt": text, "max_tokens": 1, "temperature": 0,
                             "echo": True, "logprobs": 1}) for _, text in spans]
-        scores = [self._continuation_score(body, start, len(text))
+        scores = [self._continuation_score(body, text, start)
                   for (start, text), body in zip(spans, self.engine.post_many(calls))]
         out, k = [], 0
         for req in requests:
@@ -190,13 +191,16 @@ class OpenAICompatBackend(Backend):
             k += len(req.continuations)
         return out
 
-    def _continuation_score(self, body: dict, start: int, end: int) -> Score:
-        """Sum the echoed log-probs of the tokens overlapping characters [start, end)."""
+    def _continuation_score(self, body: dict, text: str, start: int) -> Score:
+        """Sum the echoed log-probs of the prompt tokens overlapping the continuation, characters [start, len(text))."""
         logprobs = body["choices"][0].get("logprobs")  # body checked by _check_body
         logprobs = logprobs if isinstance(logprobs, dict) else {}
-        offsets, values = logprobs.get("text_offset"), logprobs.get("token_logprobs")
+        offsets, values, tokens = logprobs.get("text_offset"), logprobs.get("token_logprobs"), logprobs.get("tokens")
         if not offsets or not values or len(offsets) != len(values):
             raise self._no_logprobs("the completions response carries no echoed token log-probs")
+        end = len(text)
+        if isinstance(tokens, list) and len(tokens) == len(offsets) and not offsets_fit(text, offsets, tokens):
+            offsets = self._offsets_without_specials(body, text, offsets, tokens) or offsets
         if min(offsets) > start:  # only the generated token came back: the server ignored `echo`
             raise self._no_logprobs("the server does not echo the prompt's log-probs")
         total, count = 0.0, 0
@@ -210,6 +214,54 @@ class OpenAICompatBackend(Backend):
         if count == 0:
             raise malformed(self.label, "no echoed token covers the continuation")
         return Score(total, count)
+
+    def _offsets_without_specials(self, body: dict, text: str, offsets: list[int],
+                                  tokens: list[str]) -> list[int] | None:
+        """llama-cpp-python echoes special tokens (<|im_end|>, ...) as empty strings and counts `text_offset` in the
+        text without them (and drops a leading BOS): map such offsets back onto `text`, else None. Unmapped, a
+        continuation after a chat template's special tokens would be summed from the wrong tokens."""
+        keep = visible_chars(text, self._special_texts())
+        if len(keep) == len(text) or not offsets_fit("".join(text[i] for i in keep), offsets, tokens):
+            return None
+        usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+        generated = usage.get("completion_tokens")
+        n_prompt = len(offsets) - generated if isinstance(generated, int) and 0 <= generated <= len(offsets) else len(offsets)
+        mapped = []
+        for i, (offset, token) in enumerate(zip(offsets, tokens)):
+            if i >= n_prompt or (token and offset >= len(keep)):
+                mapped.append(len(text))  # a generated token
+            elif not token:  # a special token: it sits in the gap that follows the previous visible character
+                mapped.append(keep[offset - 1] + 1 if offset > 0 else 0)
+            else:
+                mapped.append(keep[offset])
+        return mapped
+
+    def _special_texts(self) -> tuple[str, ...]:
+        """The special-token strings of the local tokenizer (none for the plain transcript)."""
+        tok = self._chat_format().tokenizer
+        found = set(getattr(tok, "all_special_tokens", None) or ())
+        found |= {t.content for t in (getattr(tok, "added_tokens_decoder", None) or {}).values()
+                  if getattr(t, "special", False)}
+        return tuple(sorted((t for t in found if t), key=len, reverse=True))
+
+
+def offsets_fit(text: str, offsets: list[int], tokens: list[str]) -> bool:
+    """Whether each echoed token's string is found at its offset in `text`. A token that follows a character split
+    across tokens may start up to two characters later (each piece is decoded alone, the prefix as a whole)."""
+    return all(not token or text.find(token, offset, offset + len(token) + 2) >= 0
+               for offset, token in zip(offsets, tokens) if offset < len(text))
+
+
+def visible_chars(text: str, specials: tuple[str, ...]) -> list[int]:
+    """Index in `text` of every character outside the special-token strings."""
+    if not specials:
+        return list(range(len(text)))
+    keep, pos = [], 0
+    for m in re.finditer("|".join(map(re.escape, specials)), text):
+        keep.extend(range(pos, m.start()))
+        pos = m.end()
+    keep.extend(range(pos, len(text)))
+    return keep
 
 
 def reply_text(message: dict) -> str:
