@@ -52,8 +52,9 @@ def plan(library: Library, cfg: EvalConfig, own_name: str) -> list[Instance]:
                 pressured.append(queues[family].pop(0))
     wanted = set()
     for inst in pressured:
-        twin = by_id[inst.name_swap_id]
-        wanted |= {inst.id, inst.control_id, twin.id, twin.control_id}
+        wanted |= {inst.id, inst.control_id}
+        if (twin := by_id.get(inst.name_swap_id)) is not None:  # none where the family's levels fix `name`
+            wanted |= {twin.id, twin.control_id}
     return [i for i in everything if i.id in wanted]
 
 

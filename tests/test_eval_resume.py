@@ -33,6 +33,17 @@ def test_plan_adds_controls_and_twins(lib):
         assert insts[iid].control_id in ids and insts[iid].name_swap_id in ids
 
 
+def test_limit_with_the_name_fixed_by_the_family(tmp_path):
+    """A family whose `levels` keep one name has no name-swapped twins: --limit takes the instance and its control."""
+    text = BLACKMAIL.read_text()
+    assert "\nlevels:" not in text
+    (tmp_path / "blackmail.yaml").write_text(text + "levels: {name: [generic]}\n")
+    lib = Library.load(tmp_path / "blackmail.yaml")
+    chosen = plan(lib, EvalConfig(split="all", limit=2), "Tiny")
+    assert len(chosen) == 4 and {i.factors["name"] for i in chosen} == {"generic"}
+    assert sum(i.is_honeypot for i in chosen) == 2
+
+
 def test_killed_run_resumes_without_loss_or_duplicates(tmp_path, backend, lib):
     cfg = EvalConfig(split="all", limit=4, batch_size=2)
     persona = load_persona()
