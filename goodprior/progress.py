@@ -33,13 +33,13 @@ class _Task:
     started: float
     start_completed: float
 
-    def line(self, now: float) -> str:
+    def line(self, now: float, finished: bool = False) -> str:
         total = max(self.total, 1e-9)
         elapsed = now - self.started
         rate = (self.completed - self.start_completed) / elapsed if elapsed > 0 else 0.0
         eta = f", eta {_clock((self.total - self.completed) / rate)}" if rate > 0 and self.completed < self.total else ""
         return (f"{self.description.strip()}: {self.completed:,.0f}/{self.total:,.0f} "
-                f"({100 * self.completed / total:.0f}%), {_clock(elapsed)} elapsed{eta}")
+                f"({100 * self.completed / total:.0f}%), {_clock(elapsed)} {'in all' if finished else 'elapsed' + eta}")
 
 
 class PlainProgress:
@@ -82,7 +82,7 @@ class PlainProgress:
         task = self.tasks.pop(task_id)
         now = time.monotonic()
         if now - task.started >= self.every:
-            self.write(task.line(now).replace(" elapsed", " in all"))
+            self.write(task.line(now, finished=True))
 
     def _maybe_report(self) -> None:
         now = time.monotonic()
